@@ -1,0 +1,5 @@
+"""`python -m yacr`."""
+
+from yacr.cli import entrypoint
+
+entrypoint()

@@ -1,0 +1,321 @@
+"""cgroups: find the host's layout once, and place a container in its cgroup.
+
+A container's cgroup is a set of directories, one per mounted hierarchy: on
+pure v2 a single one (key ""), on v1 one per controller hierarchy (keys are
+the controllers, e.g. "memory", "cpu", "name=systemd"), and on hybrid hosts
+the v1 ones plus the cgroup2 hierarchy (key "unified"). The set is stored in
+the container's state, so kill, delete and status checks work on plain paths
+without detecting the layout again.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from yacr.errors import YacrError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+CGROUP_ROOT = "/sys/fs/cgroup"
+DEFAULT_PARENT = "/yacr"
+
+
+class Hierarchy:
+    """One mounted cgroup hierarchy: its key, mount point, fs type and mount options."""
+
+    __slots__ = ("key", "mountpoint", "root", "v2", "options")
+
+    def __init__(self, key: str, mountpoint: str, root: str, v2: bool, options: str) -> None:
+        self.key = key
+        self.mountpoint = mountpoint
+        self.root = root
+        self.v2 = v2
+        self.options = options
+
+
+class Layout:
+    """The host's cgroup layout: "v2", "v1" or "hybrid", with its hierarchies."""
+
+    __slots__ = ("mode", "hierarchies")
+
+    def __init__(self, mode: str, hierarchies: list[Hierarchy]) -> None:
+        self.mode = mode
+        self.hierarchies = hierarchies
+
+
+def detect_layout(mountinfo: str = "/proc/self/mountinfo") -> Layout:
+    hier: list[Hierarchy] = []
+    unified_at: Hierarchy | None = None
+    with open(mountinfo, "rb") as f:
+        for raw in f:
+            line = raw.decode("utf-8", "surrogateescape")
+            if " - cgroup" not in line:
+                continue
+            pre, _, post = line.partition(" - ")
+            fields = pre.split()
+            fstype, _src, superopts = (post.split() + ["", ""])[:3]
+            root, mnt = fields[3], _unescape(fields[4])
+            if fstype == "cgroup2":
+                h = Hierarchy("", mnt, root, True, superopts)
+                if mnt == CGROUP_ROOT:
+                    return Layout("v2", [h])
+                if mnt == CGROUP_ROOT + "/unified":
+                    unified_at = h
+            elif fstype == "cgroup":
+                ctrls = [o for o in superopts.split(",")
+                         if o not in ("rw", "ro", "relatime", "noprefix", "clone_children",
+                                      "xattr") and not o.startswith("release_agent")]
+                key = ",".join(ctrls)
+                if any(h.key == key for h in hier):
+                    continue  # the same hierarchy mounted twice
+                hier.append(Hierarchy(key, mnt, root, False, superopts))
+    if unified_at is not None:
+        unified_at.key = "unified"
+        return Layout("hybrid" if hier else "v2", hier + [unified_at])
+    if not hier:
+        return Layout("none", [])
+    return Layout("v1", hier)
+
+
+def _unescape(s: str) -> str:
+    return s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace(
+        "\\134", "\\")
+
+
+def own_cgroup(key: str, v2: bool) -> str:
+    """This process's cgroup in one hierarchy, for cgroupsPath values relative to it."""
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            _hid, ctrls, path = line.rstrip("\n").split(":", 2)
+            if v2 and ctrls == "":
+                return path
+            if not v2 and key and set(ctrls.split(",")) == set(key.split(",")):
+                return path
+    return "/"
+
+
+def resolve_paths(layout: Layout, cgroups_path: str, cid_dir: str,
+                  need_unified: bool = False) -> dict[str, str]:
+    """The directory of each hierarchy that cgroupsPath names.
+
+    On hybrid hosts the cgroup2 hierarchy is joined only when the resources need it
+    (hugetlb and `unified` keys live there): moving a process into a cgroup through
+    cgroup.procs makes the kernel wait for an RCU grace period (10-25 ms here), while
+    v1 `tasks` writes of the caller itself do not.
+    """
+    if ":" in cgroups_path and not cgroups_path.startswith("/"):
+        raise YacrError(f"linux.cgroupsPath: {cgroups_path!r} is a systemd path "
+                        "(slice:prefix:name); use --systemd-cgroup")
+    if ".." in cgroups_path.split("/"):
+        raise YacrError(f"linux.cgroupsPath: {cgroups_path!r} must not contain '..'")
+    out: dict[str, str] = {}
+    for h in layout.hierarchies:
+        if h.key == "unified" and not need_unified:
+            continue
+        if not cgroups_path:
+            inner = f"{DEFAULT_PARENT}/{cid_dir}"
+        elif cgroups_path.startswith("/"):
+            inner = cgroups_path
+        else:
+            inner = os.path.join(own_cgroup(h.key, h.v2), cgroups_path)
+        inner = os.path.normpath("/" + inner.strip("/"))
+        if h.root not in ("/", "") and inner.startswith(h.root):
+            inner = inner[len(h.root):] or "/"
+        out[h.key] = os.path.normpath(h.mountpoint + inner)
+    return out
+
+
+def missing(paths: dict[str, str]) -> list[str]:
+    """The directories create() will make: recorded in the state first, so that a runtime
+    killed half-way still leaves delete --force the list of what to remove."""
+    out: list[str] = []
+    for path in paths.values():
+        p = path
+        while p not in ("/", "") and not os.path.isdir(p):
+            out.append(p)
+            p = os.path.dirname(p)
+    return out
+
+
+def create(paths: dict[str, str]) -> list[str]:
+    """mkdir every level that is missing; returns what was made, for delete to remove."""
+    made: list[str] = []
+    for key, path in paths.items():
+        _mkdirs(path, key, made)
+    return made
+
+
+def _mkdirs(path: str, key: str, made: list[str]) -> None:
+    if os.path.isdir(path):
+        return
+    parent = os.path.dirname(path)
+    _mkdirs(parent, key, made)
+    try:
+        os.mkdir(path, 0o755)
+    except FileExistsError:
+        return
+    except OSError as e:
+        raise YacrError(f"cannot create cgroup {path}: {e.strerror}") from None
+    made.append(path)
+    if key == "cpuset" or "cpuset" in key.split(","):
+        # A new v1 cpuset is empty, and tasks cannot join an empty cpuset: inherit.
+        for f in ("cpuset.cpus", "cpuset.mems"):
+            try:
+                with open(os.path.join(path, f)) as cur:
+                    if cur.read().strip():
+                        continue
+                with open(os.path.join(parent, f)) as src:
+                    val = src.read().strip()
+                with open(os.path.join(path, f), "w") as dst:
+                    dst.write(val)
+            except OSError as e:
+                raise YacrError(f"cannot initialise {path}/{f}: {e.strerror}") from None
+
+
+def join_self(paths: dict[str, str]) -> None:
+    """Move the calling (single-threaded) process into the container's cgroup.
+
+    On v1 hierarchies it writes "0" to `tasks`: the kernel moves the caller alone without
+    taking the global threadgroup lock, which saves an RCU grace period per start.
+    cgroup2 has no such path, so there it writes "0" to cgroup.procs.
+    """
+    for key, path in paths.items():
+        v2 = key in ("", "unified")
+        target = os.path.join(path, "cgroup.procs" if v2 else "tasks")
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, b"0")
+            finally:
+                os.close(fd)
+        except OSError as e:
+            raise YacrError(f"cannot join cgroup {path}: {e.strerror}") from None
+
+
+def add_pid(paths: dict[str, str], pid: int) -> None:
+    data = str(pid).encode()
+    for path in paths.values():
+        try:
+            fd = os.open(os.path.join(path, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, data)
+            finally:
+                os.close(fd)
+        except OSError as e:
+            raise YacrError(f"cannot join cgroup {path}: {e.strerror}") from None
+
+
+def pids(paths: dict[str, str]) -> list[int]:
+    """Every process in the container's cgroup, in any hierarchy."""
+    seen: set[int] = set()
+    for path in paths.values():
+        try:
+            with open(os.path.join(path, "cgroup.procs"), "rb") as f:
+                seen.update(int(x) for x in f.read().split())
+        except (OSError, ValueError):
+            continue
+    return sorted(seen)
+
+
+def signal_all(paths: dict[str, str], sig: int) -> int:
+    """Send sig to every process in the cgroup; frozen while signalling so nothing forks past us."""
+    frozen = freeze(paths, True) if sig == 9 else False
+    count = 0
+    try:
+        for pid in pids(paths):
+            try:
+                os.kill(pid, sig)
+                count += 1
+            except ProcessLookupError:
+                pass
+    finally:
+        if frozen:
+            freeze(paths, False)
+    return count
+
+
+def freeze(paths: dict[str, str], frozen: bool) -> bool:
+    """Freeze or thaw the cgroup (v1 freezer or v2 cgroup.freeze); False if there is neither."""
+    fz = paths.get("freezer")
+    if fz:
+        target = "FROZEN" if frozen else "THAWED"
+        _write(os.path.join(fz, "freezer.state"), target)
+        if frozen:
+            for _ in range(1000):
+                with open(os.path.join(fz, "freezer.state")) as f:
+                    if f.read().strip() == "FROZEN":
+                        break
+                time.sleep(0.001)
+        return True
+    v2 = paths.get("") or None
+    if v2 is None and "freezer" not in paths and "unified" in paths:
+        v2 = paths["unified"] if os.path.exists(os.path.join(paths["unified"],
+                                                             "cgroup.freeze")) else None
+    if v2:
+        try:
+            _write(os.path.join(v2, "cgroup.freeze"), "1" if frozen else "0")
+        except YacrError:
+            return False
+        return True
+    return False
+
+
+def is_frozen(paths: dict[str, str]) -> bool:
+    fz = paths.get("freezer")
+    try:
+        if fz:
+            with open(os.path.join(fz, "freezer.state")) as f:
+                return f.read().strip() == "FROZEN"
+        v2 = paths.get("")
+        if v2:
+            with open(os.path.join(v2, "cgroup.freeze")) as f:
+                return f.read().strip() == "1"
+    except OSError:
+        return False
+    return False
+
+
+def _write(path: str, value: str) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, value.encode())
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise YacrError(f"cannot write {value!r} to {path}: {e.strerror}") from None
+
+
+def destroy(paths: dict[str, str], made: Iterable[str], timeout: float = 10.0) -> None:
+    """Remove the container's cgroups, retrying while exiting processes drain out."""
+    leaves = set(paths.values())
+    # Only what this container made: a cgroup that existed before it is not ours to remove.
+    todo = sorted(set(made), key=lambda p: p.count("/"), reverse=True)
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    for path in todo:
+        while True:
+            try:
+                _rmdir_tree(path)
+                break
+            except FileNotFoundError:
+                break
+            except OSError as e:
+                if path not in leaves:
+                    break  # a shared parent still in use by another container
+                if time.monotonic() > deadline:
+                    raise YacrError(f"cannot remove cgroup {path}: {e.strerror}") from None
+                signal_all({"": path}, 9)
+                time.sleep(delay)
+                delay = min(delay * 2, 0.1)
+
+
+def _rmdir_tree(path: str) -> None:
+    """rmdir a cgroup and any child cgroups the container made inside it (deepest first)."""
+    for entry in os.scandir(path):
+        if entry.is_dir(follow_symlinks=False):
+            _rmdir_tree(entry.path)
+    os.rmdir(path)

@@ -1,0 +1,416 @@
+"""The `yacr` command line: runc's flags mapped onto library calls, and nothing else.
+
+argparse is not used on purpose: it imports `re` (~14 ms), which every
+container start would pay. The parser below follows Go's flag package as runc
+(urfave/cli) does: `--flag v`, `--flag=v`, `-flag`, short aliases, booleans
+as `--flag` or `--flag=true`, and flags end at the first positional argument.
+Every error becomes one line on stderr (and in --log), with exit status 1.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from yacr import __version__
+from yacr.errors import UsageError, YacrError
+from yacr.log import Log
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    from yacr.container import Context
+
+DEFAULT_ROOT = "/run/yacr"
+
+
+class Flag:
+    __slots__ = ("name", "aliases", "kind", "default", "help", "multi")
+
+    def __init__(self, name: str, kind: str = "bool", default: Any = None, help: str = "",
+                 aliases: tuple[str, ...] = (), multi: bool = False) -> None:
+        self.name = name
+        self.aliases = aliases
+        self.kind = kind  # bool | str | int
+        self.default = (False if kind == "bool" else None) if default is None else default
+        self.help = help
+        self.multi = multi
+
+
+GLOBAL_FLAGS = [
+    Flag("root", "str", DEFAULT_ROOT, "directory for container state"),
+    Flag("log", "str", "", "log file (warnings and errors)"),
+    Flag("log-format", "str", "text", "log format: text or json"),
+    Flag("debug", "bool", help="log debug messages"),
+    Flag("systemd-cgroup", "bool", help="use systemd to manage cgroups"),
+    Flag("criu", "str", "", "path to criu (checkpoint/restore is not supported)"),
+    Flag("rootless", "str", "auto", "ignore cgroup permission errors (true, false, auto)"),
+    Flag("version", "bool", aliases=("v",), help="print the version"),
+    Flag("help", "bool", aliases=("h",), help="show help"),
+]
+
+CREATE_FLAGS = [
+    Flag("bundle", "str", ".", "path to the bundle directory", aliases=("b",)),
+    Flag("console-socket", "str", "", "unix socket that receives the pty master"),
+    Flag("pid-file", "str", "", "file to write the init pid to"),
+    Flag("no-pivot", "bool", help="use MS_MOVE and chroot instead of pivot_root"),
+    Flag("no-new-keyring", "bool", help="do not create a new session keyring"),
+    Flag("preserve-fds", "int", 0, "pass N extra file descriptors (3..3+N-1)"),
+]
+
+EXEC_FLAGS = [
+    Flag("process", "str", "", "path to a process.json", aliases=("p",)),
+    Flag("tty", "bool", help="allocate a pseudo-TTY", aliases=("t",)),
+    Flag("console-socket", "str", "", "unix socket that receives the pty master"),
+    Flag("detach", "bool", help="detach from the process", aliases=("d",)),
+    Flag("pid-file", "str", "", "file to write the process pid to"),
+    Flag("env", "str", help="set an environment variable K=V", aliases=("e",), multi=True),
+    Flag("cwd", "str", "", "working directory in the container"),
+    Flag("user", "str", "", "UID[:GID]", aliases=("u",)),
+    Flag("additional-gids", "str", help="additional gid", aliases=("g",), multi=True),
+    Flag("cap", "str", help="add a capability", aliases=("c",), multi=True),
+    Flag("no-new-privs", "bool", help="set no_new_privs"),
+    Flag("apparmor", "str", "", "AppArmor profile"),
+    Flag("process-label", "str", "", "SELinux label"),
+    Flag("preserve-fds", "int", 0, "pass N extra file descriptors"),
+    Flag("cgroup", "str", help="sub-cgroup to join", multi=True),
+    Flag("ignore-paused", "bool", help="allow exec in a paused container"),
+]
+
+
+class Command:
+    __slots__ = ("name", "summary", "usage", "flags", "run", "min_args", "max_args")
+
+    def __init__(self, name: str, summary: str, usage: str, flags: list[Flag],
+                 run: Callable[[Context, dict[str, Any], list[str]], int], min_args: int = 1,
+                 max_args: int | None = 1) -> None:
+        self.name = name
+        self.summary = summary
+        self.usage = usage
+        self.flags = flags
+        self.run = run
+        self.min_args = min_args
+        self.max_args = max_args
+
+
+def parse_flags(argv: list[str], flags: list[Flag], where: str,
+                stop_at_positional: bool = True) -> tuple[dict[str, Any], list[str]]:
+    table: dict[str, Flag] = {}
+    for f in flags:
+        table[f.name] = f
+        for a in f.aliases:
+            table[a] = f
+    values: dict[str, Any] = {f.name: ([] if f.multi else f.default) for f in flags}
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        i += 1
+        if a == "--":
+            rest.extend(argv[i:])
+            break
+        if len(a) < 2 or not a.startswith("-"):
+            rest.append(a)
+            if stop_at_positional:
+                rest.extend(argv[i:])
+                break
+            continue
+        body = a.lstrip("-")
+        name, eq, val = body.partition("=")
+        f = table.get(name)
+        if f is None:
+            raise UsageError(f"{where}: flag provided but not defined: {a.split('=')[0]}")
+        if f.kind == "bool":
+            if eq:
+                if val.lower() in ("true", "1", "t"):
+                    values[f.name] = True
+                elif val.lower() in ("false", "0", "f"):
+                    values[f.name] = False
+                else:
+                    raise UsageError(f"{where}: invalid boolean value {val!r} for --{f.name}")
+            else:
+                values[f.name] = True
+            continue
+        if not eq:
+            if i >= len(argv):
+                raise UsageError(f"{where}: flag needs an argument: --{f.name}")
+            val = argv[i]
+            i += 1
+        if f.kind == "int":
+            try:
+                v: Any = int(val)
+            except ValueError:
+                raise UsageError(f"{where}: invalid value {val!r} for --{f.name}: "
+                                 "expected an integer") from None
+        else:
+            v = val
+        if f.multi:
+            values[f.name].append(v)
+        else:
+            values[f.name] = v
+    return values, rest
+
+
+# --- commands ----------------------------------------------------------------------------
+
+def _create(ctx: Context, o: dict[str, Any], args: list[str]) -> int:
+    from yacr import container
+
+    container.create(ctx, args[0], o["bundle"], console_socket=o["console-socket"] or None,
+                     pid_file=o["pid-file"] or None, no_pivot=o["no-pivot"],
+                     preserve_fds=o["preserve-fds"])
+    return 0
+
+
+def _run(ctx: Context, o: dict[str, Any], args: list[str]) -> int:
+    from yacr import container
+
+    return container.run(ctx, args[0], o["bundle"], console_socket=o["console-socket"] or None,
+                         pid_file=o["pid-file"] or None, no_pivot=o["no-pivot"],
+                         preserve_fds=o["preserve-fds"], detach=o["detach"], keep=o["keep"])
+
+
+def _start(ctx: Context, o: dict[str, Any], args: list[str]) -> int:
+    from yacr import container
+
+    container.start(ctx, args[0])
+    return 0
+
+
+def _state(ctx: Context, o: dict[str, Any], args: list[str]) -> int:
+    from yacr import container, jsonio
+
+    sys.stdout.write(jsonio.dumps(container.state_of(ctx, args[0]), indent=2) + "\n")
+    return 0
+
+
+def _kill(ctx: Context, o: dict[str, Any], args: list[str]) -> int:
+    from yacr import container
+
+    sig = container.parse_signal(args[1] if len(args) > 1 else "SIGTERM")
+    container.kill(ctx, args[0], sig, o["all"])
+    return 0
+
+
+def _delete(ctx: Context, o: dict[str, Any], args: list[str]) -> int:
+    from yacr import container
+
+    container.delete(ctx, args[0], o["force"])
+    return 0
+
+
+def _list(ctx: Context, o: dict[str, Any], args: list[str]) -> int:
+    from yacr import container, jsonio
+
+    states = container.list_states(ctx)
+    if o["quiet"]:
+        for s in states:
+            sys.stdout.write(s["id"] + "\n")
+        return 0
+    fmt = o["format"]
+    if fmt == "json":
+        sys.stdout.write(jsonio.dumps(states) + "\n")
+        return 0
+    if fmt != "table":
+        raise UsageError(f"list: invalid --format {fmt!r} (table or json)")
+    rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
+    for s in states:
+        rows.append((s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"],
+                     s["owner"] or "root"))
+    widths = [max(len(r[i]) for r in rows) for i in range(6)]
+    for r in rows:
+        sys.stdout.write("   ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip() + "\n")
+    return 0
+
+
+def _spec(ctx: Context, o: dict[str, Any], args: list[str]) -> int:
+    from yacr import specgen
+
+    specgen.write_spec(o["bundle"], rootless=o["rootless"])
+    return 0
+
+
+def _features(ctx: Context, o: dict[str, Any], args: list[str]) -> int:
+    from yacr import features, jsonio
+
+    sys.stdout.write(jsonio.dumps(features.features(), indent=2) + "\n")
+    return 0
+
+
+def _exec(ctx: Context, o: dict[str, Any], args: list[str]) -> int:
+    from yacr import execproc
+
+    return execproc.exec_cli(ctx, o, args)
+
+
+def _ps(ctx: Context, o: dict[str, Any], args: list[str]) -> int:
+    from yacr import container, jsonio
+
+    st = ctx.store.load(args[0], lock=False)
+    from yacr import cgroups
+
+    pids = cgroups.pids(st.cgroups) if st.cgroups else ([st.pid] if st.init_alive() else [])
+    if o["format"] == "json":
+        sys.stdout.write(jsonio.dumps(pids or None) + "\n")
+        return 0
+    if o["format"] != "table":
+        raise UsageError(f"ps: invalid --format {o['format']!r} (table or json)")
+    container.ps_table(pids, args[1:])
+    return 0
+
+
+def _pause(ctx: Context, o: dict[str, Any], args: list[str]) -> int:
+    from yacr import container
+
+    container.pause(ctx, args[0], True)
+    return 0
+
+
+def _resume(ctx: Context, o: dict[str, Any], args: list[str]) -> int:
+    from yacr import container
+
+    container.pause(ctx, args[0], False)
+    return 0
+
+
+def _unsupported(ctx: Context, o: dict[str, Any], args: list[str]) -> int:
+    raise YacrError("checkpoint/restore is not supported by yacr (CRIU does not work here)")
+
+
+COMMANDS: dict[str, Command] = {c.name: c for c in [
+    Command("create", "create a container", "create [flags] ID", CREATE_FLAGS, _create),
+    Command("start", "start a created container", "start ID", [], _start),
+    Command("run", "create and start a container", "run [flags] ID",
+            CREATE_FLAGS + [Flag("detach", "bool", help="detach from the container",
+                                 aliases=("d",)),
+                            Flag("keep", "bool", help="do not delete the container after exit")],
+            _run),
+    Command("state", "print the state of a container", "state ID", [], _state),
+    Command("kill", "send a signal to a container", "kill [--all] ID [SIGNAL]",
+            [Flag("all", "bool", help="signal every process of the container",
+                  aliases=("a",))], _kill, 1, 2),
+    Command("delete", "delete a container", "delete [--force] ID",
+            [Flag("force", "bool", help="kill and delete a running container",
+                  aliases=("f",))], _delete),
+    Command("list", "list containers", "list [-q] [--format table|json]",
+            [Flag("format", "str", "table", "table or json", aliases=("f",)),
+             Flag("quiet", "bool", help="only print ids", aliases=("q",))], _list, 0, 0),
+    Command("spec", "write a default config.json", "spec [--bundle DIR] [--rootless]",
+            [Flag("bundle", "str", ".", "where to write config.json", aliases=("b",)),
+             Flag("rootless", "bool", help="a config for rootless containers")], _spec, 0, 0),
+    Command("features", "print the runtime's features (JSON)", "features", [], _features, 0, 0),
+    Command("exec", "run a process in a running container", "exec [flags] ID [CMD...]",
+            EXEC_FLAGS, _exec, 1, None),
+    Command("ps", "list a container's processes", "ps [--format table|json] ID [ps args]",
+            [Flag("format", "str", "table", "table or json", aliases=("f",))], _ps, 1, None),
+    Command("pause", "freeze every process of a container", "pause ID", [], _pause),
+    Command("resume", "thaw a paused container", "resume ID", [], _resume),
+    Command("checkpoint", "not supported", "checkpoint ID",
+            [Flag("image-path", "str", ""), Flag("work-path", "str", ""),
+             Flag("leave-running", "bool")], _unsupported, 0, None),
+    Command("restore", "not supported", "restore ID",
+            [Flag("image-path", "str", ""), Flag("work-path", "str", ""),
+             Flag("bundle", "str", "", aliases=("b",)), Flag("no-subreaper", "bool"),
+             Flag("detach", "bool", aliases=("d",)), Flag("pid-file", "str", ""),
+             Flag("console-socket", "str", "")], _unsupported, 0, None),
+]}
+
+
+def _help(cmd: Command | None = None) -> str:
+    if cmd is None:
+        lines = ["yacr - a runc-compatible OCI container runtime (Linux containers and Wasm)",
+                 "", "usage: yacr [global flags] COMMAND [flags] [args]", "", "commands:"]
+        for c in COMMANDS.values():
+            lines.append(f"  {c.name:<11} {c.summary}")
+        lines += ["", "global flags:"]
+        lines += _flag_lines(GLOBAL_FLAGS)
+        return "\n".join(lines) + "\n"
+    lines = [f"usage: yacr {cmd.usage}", "", cmd.summary]
+    if cmd.flags:
+        lines += ["", "flags:"] + _flag_lines(cmd.flags)
+    return "\n".join(lines) + "\n"
+
+
+def _flag_lines(flags: list[Flag]) -> list[str]:
+    out = []
+    for f in flags:
+        names = ", ".join([f"--{f.name}"] + [f"-{a}" for a in f.aliases])
+        arg = "" if f.kind == "bool" else (" N" if f.kind == "int" else " VALUE")
+        dflt = f" (default {f.default})" if f.kind != "bool" and f.default not in (None, "") \
+            else ""
+        out.append(f"  {names + arg:<28} {f.help}{dflt}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    log = Log()
+    try:
+        return _main(argv, log)
+    except YacrError as e:
+        log.error(str(e))
+        return e.exit_code
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return 130
+    except OSError as e:
+        where = f": {e.filename}" if e.filename else ""
+        log.error(f"{e.strerror or e}{where}")
+        return 1
+    except Exception as e:  # noqa: BLE001 - the user gets one line, --debug gets the trace
+        if log.debug_enabled:
+            import traceback
+
+            traceback.print_exc()
+        log.error(f"internal error: {type(e).__name__}: {e}")
+        return 1
+
+
+def _main(argv: list[str], log: Log) -> int:
+    g, rest = parse_flags(argv, GLOBAL_FLAGS, "yacr")
+    log.path = g["log"] or None
+    if g["log-format"] not in ("text", "json"):
+        raise UsageError(f"--log-format: invalid value {g['log-format']!r} (text or json)")
+    log.json = g["log-format"] == "json"
+    log.debug_enabled = g["debug"]
+    if g["version"]:
+        from yacr import OCI_VERSION
+
+        sys.stdout.write(f"yacr version {__version__}\nspec: {OCI_VERSION}\n")
+        return 0
+    if not rest:
+        sys.stdout.write(_help())
+        return 0 if g["help"] else 1
+    name, args = rest[0], rest[1:]
+    if name == "help":
+        sys.stdout.write(_help(COMMANDS.get(args[0]) if args else None))
+        return 0
+    cmd = COMMANDS.get(name)
+    if cmd is None:
+        raise UsageError(f"unknown command {name!r}; see yacr --help")
+    flags = cmd.flags + [Flag("help", "bool", aliases=("h",))]
+    o, pos = parse_flags(args, flags, name)
+    if o["help"] or g["help"]:
+        sys.stdout.write(_help(cmd))
+        return 0
+    if len(pos) < cmd.min_args:
+        raise UsageError(f"{name}: missing container id; usage: yacr {cmd.usage}"
+                         if cmd.min_args == 1 else f"{name}: usage: yacr {cmd.usage}")
+    if cmd.max_args is not None and len(pos) > cmd.max_args:
+        raise UsageError(f"{name}: unexpected argument {pos[cmd.max_args]!r}; usage: "
+                         f"yacr {cmd.usage}")
+    from yacr.container import Context
+
+    root = g["root"]
+    if not root:
+        raise UsageError("--root must not be empty")
+    ctx = Context(os.path.abspath(root), log, g["systemd-cgroup"])
+    return cmd.run(ctx, o, pos)
+
+
+def entrypoint() -> None:
+    """The console script: exit with what main returns."""
+    sys.exit(main())

@@ -1,0 +1,483 @@
+"""The container lifecycle on the runtime side: create, start, kill, delete, state, list, run.
+
+`create` forks the already-loaded CLI process into the container's init
+(no interpreter re-exec), then drives it through the protocol in `protocol`.
+Until the state is committed, init dies with the runtime (parent-death
+signal), and whatever create made (state directory, cgroups) is recorded in
+state.json before it is made, so `delete --force` can always undo a create
+that was killed half-way.
+"""
+
+from __future__ import annotations
+
+import _signal
+import os
+
+from yacr import cgroups, protocol
+from yacr.errors import NotFoundError, StateError, YacrError
+from yacr.hooks import HookError, run_hook_dicts, run_hooks
+from yacr.linux import sys as S
+from yacr.log import rfc3339_now
+from yacr.state import CONFIG_COPY, EXEC_FIFO, State, Store, dir_name, proc_stat, write_atomic
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from yacr.log import Log
+
+
+class Context:
+    """The global flags of one command."""
+
+    __slots__ = ("root", "log", "systemd_cgroup")
+
+    def __init__(self, root: str, log: Log, systemd_cgroup: bool = False) -> None:
+        self.root = root
+        self.log = log
+        self.systemd_cgroup = systemd_cgroup
+
+    @property
+    def store(self) -> Store:
+        return Store(self.root)
+
+
+class Created:
+    """What `create` hands to `run`: the init pid (our child) and, for a terminal, the pty."""
+
+    __slots__ = ("state", "pid", "pty_master")
+
+    def __init__(self, state: State, pid: int, pty_master: int) -> None:
+        self.state = state
+        self.pid = pid
+        self.pty_master = pty_master
+
+
+def _hook_state(st: State, status: str, pid: int | None = None) -> dict[str, Any]:
+    return {"ociVersion": st.to_dict()["ociVersion"], "id": st.id, "status": status,
+            "pid": st.pid if pid is None else pid, "bundle": st.bundle,
+            "annotations": st.annotations}
+
+
+def write_pid_file(path: str, pid: int) -> None:
+    """Digits only, no newline (containerd's Atoi rejects one); renamed into place."""
+    path = os.path.abspath(path)
+    try:
+        write_atomic(os.path.dirname(path), os.path.basename(path), str(pid).encode(), 0o644)
+    except OSError as e:
+        raise YacrError(f"--pid-file {path}: {e.strerror}") from None
+
+
+def create(ctx: Context, cid: str, bundle: str, *, console_socket: str | None = None,
+           pid_file: str | None = None, no_pivot: bool = False, preserve_fds: int = 0,
+           detach: bool = True) -> Created:
+    from yacr import handlers, init
+    from yacr import spec as specmod
+    from yacr.linux import namespaces
+    from yacr.linux.process import check_lsm
+    from yacr.state import validate_id
+
+    validate_id(cid)
+    bundle = os.path.abspath(bundle)
+    if not os.path.isdir(bundle):
+        raise YacrError(f"--bundle {bundle}: no such directory")
+    spec = specmod.load_bundle(bundle)
+    proc = spec.process
+    if proc is None:
+        raise YacrError("process: is required to create a container")
+    if proc.terminal and console_socket is None and detach:
+        raise YacrError("process.terminal is true but no --console-socket was given")
+    if preserve_fds < 0:
+        raise YacrError("--preserve-fds must not be negative")
+    handler = handlers.select(spec)
+    handler.prepare(spec)
+    check_lsm(proc)
+    layout = None
+    paths: dict[str, str] = {}
+    if ctx.systemd_cgroup:
+        raise YacrError("--systemd-cgroup: systemd is not running on this host, so the "
+                        f"cgroup {spec.linux.cgroups_path!r} cannot be honoured; drop the flag")
+    layout = cgroups.detect_layout()
+    res = spec.linux.resources
+    paths = cgroups.resolve_paths(layout, spec.linux.cgroups_path, dir_name(cid),
+                                  need_unified=bool(res.get("hugepageLimits")
+                                                    or res.get("unified")))
+    plan = namespaces.plan(spec.linux)
+
+    st = ctx.store.create(cid)
+    pid = 0
+    made: list[str] = []
+    pty_master = -1
+    try:
+        st.bundle = bundle
+        st.rootfs = spec.root_path
+        st.created = rfc3339_now()
+        st.annotations = spec.annotations
+        st.cgroups = paths
+        st.own_pidns = "pid" in plan.types and "pid" not in plan.join
+        st.hooks = {k: [h.to_dict() for h in spec.hooks.get(k, [])]
+                    for k in ("poststart", "poststop") if spec.hooks.get(k)}
+        st.handler = handler.name
+        me = proc_stat(os.getpid())
+        st.creator = (os.getpid(), me[1] if me else 0)
+        made = cgroups.missing(paths)
+        st.extra["cgroupsMade"] = made
+        st.save()
+        write_atomic(st.path, CONFIG_COPY, _config_bytes(spec.raw))
+        cgroups.create(paths)
+
+        fifo = os.path.join(st.path, EXEC_FIFO)
+        os.mkfifo(fifo, 0o600)
+        fifo_fd = os.open(fifo, os.O_RDWR | os.O_CLOEXEC)
+        chan, init_chan = protocol.Channel.pair()
+        csock = None
+        if proc.terminal and console_socket is not None:
+            from yacr.linux.console import connect_socket
+
+            csock = connect_socket(console_socket)
+        cfg = init.InitConfig(cid, spec, bundle, init_chan, plan, layout, paths, fifo_fd, csock,
+                              no_pivot, preserve_fds, handler, ctx.log)
+        pid = _fork_into_namespaces(plan, spec.linux.time_offsets, cfg, chan, st.dirfd)
+        init_chan.close()
+        os.close(fifo_fd)
+        if csock is not None:
+            csock.close()
+        plan.close()
+
+        info = proc_stat(pid)
+        st.pid = pid
+        st.start_time = info[1] if info else 0
+        st.save()
+        chan.recv(protocol.CREATE_HOOKS)
+        hs = _hook_state(st, "creating")
+        run_hooks("prestart", spec.hooks.get("prestart", []), hs)
+        run_hooks("createRuntime", spec.hooks.get("createRuntime", []), hs)
+        chan.send(protocol.HOOKS_DONE)
+        msg, fds = chan.recv(protocol.READY, protocol.PTY_MASTER)
+        if msg["type"] == protocol.PTY_MASTER:
+            pty_master = fds[0] if fds else -1
+            chan.recv(protocol.READY)
+        st.phase = "created"
+        st.save()
+        if pid_file:
+            write_pid_file(pid_file, pid)
+        chan.send(protocol.COMMIT)
+        chan.recv(protocol.COMMITTED)
+        chan.close()
+    except BaseException:
+        plan.close()
+        if pty_master >= 0:
+            os.close(pty_master)
+        _undo_create(ctx, st, pid, made)
+        raise
+    return Created(st, pid, pty_master)
+
+
+def _config_bytes(raw: dict[str, Any]) -> bytes:
+    from yacr import jsonio
+
+    return jsonio.dumps(raw).encode()
+
+
+def _fork_into_namespaces(plan: Any, offsets: dict[str, tuple[int, int]], cfg: Any,
+                          chan: protocol.Channel, lock_fd: int) -> int:
+    """Fork init into its pid and time namespaces, which only a parent can choose for a child."""
+    from yacr import init
+
+    restore: list[tuple[int, int]] = []
+    try:
+        for kind, flag, procname in (("pid", S.CLONE_NEWPID, "pid"),
+                                     ("time", S.CLONE_NEWTIME, "time")):
+            if kind in plan.join or plan.unshare & flag:
+                own = os.open(f"/proc/self/ns/{procname}_for_children", os.O_RDONLY | os.O_CLOEXEC)
+                restore.append((own, flag))
+                if kind in plan.join:
+                    S.setns(plan.join[kind], flag)
+                else:
+                    S.unshare(flag)
+                    if kind == "time" and offsets:
+                        _write_time_offsets(offsets)
+        pid = os.fork()
+        if pid == 0:
+            # The state lock is the runtime's: init must not keep it alive after create.
+            os.close(lock_fd)
+            chan.close()
+            init.run(cfg)
+    finally:
+        for fd, flag in restore:
+            try:
+                S.setns(fd, flag)
+            finally:
+                os.close(fd)
+    return pid
+
+
+def _write_time_offsets(offsets: dict[str, tuple[int, int]]) -> None:
+    lines = "".join(f"{clock} {secs} {ns}\n" for clock, (secs, ns) in offsets.items())
+    try:
+        with open("/proc/self/timens_offsets", "w") as f:
+            f.write(lines)
+    except OSError as e:
+        raise YacrError(f"linux.timeOffsets: {e.strerror}") from None
+
+
+def _undo_create(ctx: Context, st: State, pid: int, made: list[str]) -> None:
+    """Leave nothing behind after a failed create: process, cgroups, state directory."""
+    if pid > 0:
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+    try:
+        if st.cgroups:
+            cgroups.signal_all(st.cgroups, 9)
+            cgroups.destroy(st.cgroups, made)
+    except YacrError as e:
+        ctx.log.warn(str(e))
+    ctx.store.remove(st)
+
+
+def start(ctx: Context, cid: str) -> None:
+    st = ctx.store.load(cid)
+    status = st.status()
+    if status != "created":
+        raise StateError(f"cannot start a container that is {status}"
+                         if status != "stopped" else "cannot start a container that has stopped")
+    _release(st)
+    try:
+        run_hook_dicts("poststart", st.hooks.get("poststart", []), _hook_state(st, "running"))
+    except HookError:
+        # The spec: a failing poststart hook stops the container, and start fails.
+        _kill_init(st, 9)
+        raise
+
+
+def _release(st: State) -> None:
+    fifo = os.path.join(st.path, EXEC_FIFO)
+    try:
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        # ENXIO: nobody holds the FIFO for reading any more, so init is gone.
+        raise StateError("cannot start a container that has stopped") from None
+    try:
+        os.write(fd, b"0")
+    finally:
+        os.close(fd)
+    os.unlink(fifo)
+
+
+def parse_signal(text: str) -> int:
+    """A signal by number, name (KILL, SIGKILL) or real-time offset (RTMIN+3, SIGRTMAX-1)."""
+    t = text.strip().upper()
+    if t.isdigit():
+        n = int(t)
+        if 0 < n < _signal.NSIG:
+            return n
+        raise YacrError(f"invalid signal {text!r}")
+    if not t.startswith("SIG"):
+        t = "SIG" + t
+    for base_name, sign in (("SIGRTMIN", 1), ("SIGRTMAX", -1)):
+        if t.startswith(base_name):
+            base = getattr(_signal, base_name)
+            rest = t[len(base_name):]
+            if not rest:
+                return base
+            if rest[0] in "+-" and rest[1:].isdigit() and (rest[0] == "+") == (sign > 0):
+                n = base + sign * int(rest[1:])
+                if _signal.SIGRTMIN <= n <= _signal.SIGRTMAX:
+                    return n
+            raise YacrError(f"invalid signal {text!r}")
+    n = getattr(_signal, t, None)
+    if isinstance(n, int) and not t.startswith("SIG_"):
+        return n
+    raise YacrError(f"invalid signal {text!r}")
+
+
+def _pidfd_for(st: State) -> int | None:
+    """A pidfd for init only if the pid still names the process we started."""
+    if st.pid <= 0:
+        return None
+    try:
+        fd = os.pidfd_open(st.pid)
+    except OSError:
+        return None
+    if not st.init_alive():
+        os.close(fd)
+        return None
+    return fd
+
+
+def _kill_init(st: State, sig: int) -> bool:
+    fd = _pidfd_for(st)
+    if fd is None:
+        return False
+    try:
+        _signal.pidfd_send_signal(fd, sig)
+        return True
+    except ProcessLookupError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def kill(ctx: Context, cid: str, sig: int, all_procs: bool = False) -> None:
+    st = ctx.store.load(cid, lock=False)
+    status = st.status()
+    if all_procs:
+        if status == "stopped" and not cgroups.pids(st.cgroups):
+            return
+        if st.cgroups:
+            cgroups.signal_all(st.cgroups, sig)
+        else:
+            _kill_init(st, sig)
+        if sig == 9 and status == "paused":
+            cgroups.freeze(st.cgroups, False)
+        return
+    if status not in ("created", "running", "paused"):
+        raise StateError("container not running")
+    if not _kill_init(st, sig):
+        raise StateError("container not running")
+    if sig == 9 and status == "paused":
+        cgroups.freeze(st.cgroups, False)
+
+
+def delete(ctx: Context, cid: str, force: bool = False) -> None:
+    try:
+        st = ctx.store.load(cid)
+    except NotFoundError:
+        if force:
+            return
+        raise
+    status = st.status()
+    if not force:
+        if status in ("running", "paused"):
+            raise StateError(f"cannot delete container {cid} that is not stopped: {status}")
+        if status == "creating":
+            raise StateError(f"cannot delete container {cid} while it is being created")
+    destroy(ctx, st, run_poststop=st.phase != "creating")
+
+
+def destroy(ctx: Context, st: State, run_poststop: bool = True) -> None:
+    """Kill what is left, remove the cgroups and the state, then run poststop hooks."""
+    import select
+
+    fd = _pidfd_for(st)
+    if fd is not None:
+        try:
+            _signal.pidfd_send_signal(fd, 9)
+        except ProcessLookupError:
+            pass
+        if st.cgroups:
+            cgroups.freeze(st.cgroups, False)
+        p = select.poll()
+        p.register(fd, select.POLLIN)
+        p.poll(5000)
+        os.close(fd)
+    if st.cgroups:
+        if cgroups.pids(st.cgroups):
+            cgroups.signal_all(st.cgroups, 9)
+        try:
+            cgroups.destroy(st.cgroups, st.extra.get("cgroupsMade", []))
+        except YacrError:
+            raise
+    ctx.store.remove(st)
+    if run_poststop:
+        hooks = st.hooks.get("poststop", [])
+        if hooks:
+            try:
+                run_hook_dicts("poststop", hooks, _hook_state(st, "stopped", 0))
+            except HookError as e:
+                ctx.log.warn(str(e))
+
+
+def state_of(ctx: Context, cid: str) -> dict[str, Any]:
+    st = ctx.store.load(cid, lock=False)
+    return st.oci_state()
+
+
+def list_states(ctx: Context) -> list[dict[str, Any]]:
+    out = []
+    for cid in ctx.store.list_ids():
+        try:
+            st = ctx.store.load(cid, lock=False)
+        except YacrError:
+            continue
+        out.append(st.oci_state())
+    return out
+
+
+def run(ctx: Context, cid: str, bundle: str, *, console_socket: str | None = None,
+        pid_file: str | None = None, no_pivot: bool = False, preserve_fds: int = 0,
+        detach: bool = False, keep: bool = False) -> int:
+    """create + start, and unless detached, wait for the container and delete it."""
+    created = create(ctx, cid, bundle, console_socket=console_socket, pid_file=pid_file,
+                     no_pivot=no_pivot, preserve_fds=preserve_fds, detach=detach)
+    st = created.state
+    try:
+        _release(st)
+        run_hook_dicts("poststart", st.hooks.get("poststart", []), _hook_state(st, "running"))
+    except BaseException:
+        _kill_init(st, 9)
+        _reap(created.pid)
+        destroy(ctx, st)
+        raise
+    if detach:
+        return 0
+    from yacr.waiter import wait_foreground
+
+    code = wait_foreground(created.pid, created.pty_master)
+    if not keep:
+        # The lock taken by create is still held by this process: delete under it.
+        destroy(ctx, st)
+    return code
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
+def pause(ctx: Context, cid: str, frozen: bool) -> None:
+    st = ctx.store.load(cid)
+    status = st.status()
+    if frozen and status != "running":
+        raise StateError(f"cannot pause a container that is {status}: container not running")
+    if not frozen and status != "paused":
+        raise StateError(f"cannot resume a container that is {status}: container not paused")
+    if not cgroups.freeze(st.cgroups, frozen):
+        raise YacrError("this host has no cgroup freezer, so containers cannot be paused")
+
+
+def ps_table(pids: list[int], ps_args: list[str]) -> None:
+    """runc's table: ps(1) output filtered to the container's processes."""
+    import subprocess
+    import sys
+
+    try:
+        out = subprocess.run(["ps"] + (ps_args or ["-ef"]), capture_output=True, check=True,
+                             text=True).stdout
+    except (OSError, subprocess.CalledProcessError) as e:
+        raise YacrError(f"ps: {e}") from None
+    lines = out.splitlines()
+    if not lines:
+        return
+    header = lines[0]
+    cols = header.split()
+    if "PID" not in cols:
+        raise YacrError("ps: the output has no PID column")
+    idx = cols.index("PID")
+    wanted = set(pids)
+    sys.stdout.write(header + "\n")
+    for line in lines[1:]:
+        fields = line.split()
+        try:
+            if int(fields[idx]) in wanted:
+                sys.stdout.write(line + "\n")
+        except (IndexError, ValueError):
+            continue

@@ -1,0 +1,224 @@
+"""`yacr exec`: start another process inside a running container.
+
+The process joins every namespace of the container's init that differs from
+the runtime's own, and its cgroup, then gets the process attributes (user,
+capabilities, no_new_privs, LSM label, rlimits) of the process spec. Without
+--process, that spec starts from the container's own process and the flags
+override it, as runc does. The exec'd process reports a failure over a
+close-on-exec socket; a clean EOF means execve succeeded.
+"""
+
+from __future__ import annotations
+
+import os
+
+from yacr import protocol
+from yacr.cgroups import join_self
+from yacr.errors import StateError, UsageError, YacrError
+from yacr.linux import sys as S
+from yacr.linux.namespaces import PROC_NAMES
+from yacr.spec import Process, read_json_file
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from yacr.container import Context
+    from yacr.state import State
+
+_JOIN = ("ipc", "uts", "network", "cgroup", "mount")
+
+
+def exec_cli(ctx: Context, o: dict[str, Any], args: list[str]) -> int:
+    cid, cmd = args[0], args[1:]
+    st = ctx.store.load(cid, lock=False)
+    status = st.status()
+    if status == "stopped":
+        raise StateError("cannot exec in a stopped container")
+    if status == "paused" and not o["ignore-paused"]:
+        raise StateError("cannot exec in a paused container (use --ignore-paused)")
+    if status == "creating":
+        raise StateError("cannot exec in a container that is being created")
+    if o["process"]:
+        proc = Process(read_json_file(o["process"], "--process file"), "process")
+    else:
+        if not cmd:
+            raise UsageError("exec: missing the command to run (or --process FILE)")
+        proc = Process(_process_from_flags(st, o, cmd), "process")
+    console_socket = o["console-socket"] or None
+    if proc.terminal and console_socket is None and o["detach"]:
+        raise UsageError("exec: a terminal with --detach needs --console-socket")
+    return exec_process(ctx, st, proc, console_socket=console_socket,
+                        pid_file=o["pid-file"] or None, detach=o["detach"],
+                        preserve_fds=o["preserve-fds"])
+
+
+def _process_from_flags(st: State, o: dict[str, Any], cmd: list[str]) -> dict[str, Any]:
+    from yacr import jsonio
+    from yacr.state import CONFIG_COPY
+
+    try:
+        with open(os.path.join(st.path, CONFIG_COPY), "rb") as f:
+            base = dict(jsonio.loads(f.read()).get("process") or {})
+    except (OSError, ValueError):
+        base = {}
+    base["args"] = cmd
+    base["terminal"] = bool(o["tty"])
+    env = list(base.get("env") or [])
+    for e in o["env"]:
+        key = e.partition("=")[0]
+        env = [x for x in env if x.partition("=")[0] != key] + [e]
+    base["env"] = env
+    if o["cwd"]:
+        base["cwd"] = o["cwd"]
+    base.setdefault("cwd", "/")
+    if o["user"]:
+        uid, _, gid = o["user"].partition(":")
+        try:
+            base["user"] = {"uid": int(uid), "gid": int(gid) if gid else 0}
+        except ValueError:
+            raise UsageError(f"exec: --user {o['user']!r}: expected UID[:GID]") from None
+    if o["additional-gids"]:
+        user = dict(base.get("user") or {})
+        try:
+            user["additionalGids"] = [int(g) for g in o["additional-gids"]]
+        except ValueError:
+            raise UsageError("exec: --additional-gids expects numbers") from None
+        base["user"] = user
+    if o["cap"]:
+        caps = {k: list(v) for k, v in (base.get("capabilities") or {}).items()}
+        # Only bounding, effective and permitted grow (CVE-2022-29162): inheritable and
+        # ambient would hand the capability to programs exec'd by this one.
+        for c in o["cap"]:
+            for k in ("bounding", "effective", "permitted"):
+                caps.setdefault(k, [])
+                if c not in caps[k]:
+                    caps[k].append(c)
+        base["capabilities"] = caps
+    if o["no-new-privs"]:
+        base["noNewPrivileges"] = True
+    if o["apparmor"]:
+        base["apparmorProfile"] = o["apparmor"]
+    if o["process-label"]:
+        base["selinuxLabel"] = o["process-label"]
+    return base
+
+
+def exec_process(ctx: Context, st: State, proc: Process, *, console_socket: str | None = None,
+                 pid_file: str | None = None, detach: bool = False,
+                 preserve_fds: int = 0) -> int:
+    from yacr import handlers
+    from yacr.container import write_pid_file
+    from yacr.init import error_text, finish_process
+    from yacr.linux.console import connect_socket
+    from yacr.linux.process import check_lsm
+
+    check_lsm(proc)
+    handler = handlers.select_for_exec(st)
+    init_pid = st.pid
+    nsfds: dict[str, int] = {}
+    try:
+        for kind, name in PROC_NAMES.items():
+            if kind == "user":
+                continue
+            try:
+                if os.stat(f"/proc/{init_pid}/ns/{name}").st_ino == \
+                        os.stat(f"/proc/self/ns/{name}").st_ino:
+                    continue
+                nsfds[kind] = os.open(f"/proc/{init_pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                if kind in ("time",):
+                    continue
+                raise StateError("container not running") from None
+        if not st.init_alive():
+            raise StateError("container not running")
+        csock = connect_socket(console_socket) if proc.terminal and console_socket else None
+        chan, child_chan = protocol.Channel.pair()
+        restore: list[tuple[int, int]] = []
+        try:
+            for kind, flag in (("pid", S.CLONE_NEWPID), ("time", S.CLONE_NEWTIME)):
+                if kind in nsfds:
+                    own = os.open(f"/proc/self/ns/{kind}_for_children", os.O_RDONLY | os.O_CLOEXEC)
+                    restore.append((own, flag))
+                    S.setns(nsfds[kind], flag)
+            pid = os.fork()
+            if pid == 0:
+                chan.close()
+                try:
+                    _child(st, proc, nsfds, csock, child_chan, handler, preserve_fds, ctx,
+                           finish_process)
+                except BaseException as e:  # noqa: BLE001 - report, never unwind
+                    try:
+                        child_chan.send(protocol.ERROR, msg=error_text(e))
+                    except BaseException:  # noqa: BLE001
+                        pass
+                    os._exit(127 if "exec:" in error_text(e) else 1)
+                os._exit(0)
+        finally:
+            for fd, flag in restore:
+                S.setns(fd, flag)
+                os.close(fd)
+        child_chan.close()
+        if csock is not None:
+            csock.close()
+    finally:
+        for fd in nsfds.values():
+            os.close(fd)
+    pty_master = -1
+    try:
+        while True:
+            msg, fds = chan.recv(protocol.PTY_MASTER, eof_ok=True)
+            if msg["type"] == protocol.EOF:
+                break  # the socket closed on execve: the program runs
+            pty_master = fds[0]
+    except YacrError:
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+        raise
+    finally:
+        chan.close()
+    if pid_file:
+        write_pid_file(pid_file, pid)
+    if detach:
+        return 0
+    from yacr.waiter import wait_foreground
+
+    return wait_foreground(pid, pty_master)
+
+
+def _child(st: State, proc: Process, nsfds: dict[str, int], csock: Any,
+           chan: protocol.Channel, handler: Any, preserve_fds: int, ctx: Context,
+           finish: Any) -> None:
+    from yacr.linux import console
+
+    S.prctl(S.PR_SET_PDEATHSIG, 9)
+    join_self(st.cgroups)
+    for kind in _JOIN:
+        if kind in nsfds:
+            S.setns(nsfds[kind], 0)
+    if "mount" in nsfds:
+        os.chdir("/")
+    if proc.terminal:
+        os.setsid()
+        master, slave = console.open_pty(proc.console_height, proc.console_width)
+        if csock is not None:
+            console.send_master(csock, master)
+            csock.close()
+        else:
+            chan.send(protocol.PTY_MASTER, fds=[master])
+        os.close(master)
+        console.make_controlling(slave)
+        os.close(slave)
+    if proc.oom_score_adj is not None:
+        from yacr.linux.process import set_oom_score_adj
+
+        set_oom_score_adj(proc.oom_score_adj)
+    path, env = finish(proc, handler, ctx.log)
+    S.prctl(S.PR_SET_PDEATHSIG, 0)
+    S.close_range_cloexec(3 + preserve_fds)
+    try:
+        handler.run(path, proc.args, env)
+    except OSError as e:
+        raise YacrError(f'exec: "{proc.args[0]}": {(e.strerror or "error").lower()}') from None

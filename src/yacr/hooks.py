@@ -1,0 +1,146 @@
+"""OCI hooks: run each with the container state on stdin, honouring its timeout.
+
+Hooks are spawned with posix_spawn (no subprocess import on the hot path).
+A hook's stdout and stderr are captured so that a failing hook's own words
+reach the user in the one-line error.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import time
+
+from yacr import jsonio
+from yacr.errors import YacrError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from yacr.spec import Hook
+
+_OUTPUT_CAP = 4096
+
+
+class HookError(YacrError):
+    pass
+
+
+def run_hooks(kind: str, hooks: list[Hook], state: dict[str, Any]) -> None:
+    """Run the hooks of one kind in order; the first failure raises HookError."""
+    if not hooks:
+        return
+    payload = jsonio.dumps(state).encode()
+    for i, h in enumerate(hooks):
+        run_hook(kind, i, h.path, h.args, h.env, h.timeout, payload)
+
+
+def run_hook_dicts(kind: str, hooks: list[dict[str, Any]], state: dict[str, Any]) -> None:
+    """The same, for hooks kept in a container's saved state as plain dicts."""
+    if not hooks:
+        return
+    payload = jsonio.dumps(state).encode()
+    for i, h in enumerate(hooks):
+        run_hook(kind, i, h["path"], h.get("args") or [h["path"]], h.get("env") or [],
+                 h.get("timeout"), payload)
+
+
+def run_hook(kind: str, index: int, path: str, args: list[str], env: list[str],
+             timeout: int | None, payload: bytes) -> None:
+    in_r, in_w = os.pipe2(os.O_CLOEXEC)
+    out_r, out_w = os.pipe2(os.O_CLOEXEC)
+    envmap = {}
+    for e in env:
+        k, _, v = e.partition("=")
+        envmap[k] = v
+    actions = [(os.POSIX_SPAWN_DUP2, in_r, 0), (os.POSIX_SPAWN_DUP2, out_w, 1),
+               (os.POSIX_SPAWN_DUP2, out_w, 2)]
+    try:
+        pid = os.posix_spawn(path, args or [path], envmap, file_actions=actions,
+                             setsigdef=(1, 2, 3, 13, 15))
+    except OSError as e:
+        for fd in (in_r, in_w, out_r, out_w):
+            os.close(fd)
+        raise HookError(f"{kind} hook #{index} ({path}): {e.strerror}") from None
+    os.close(in_r)
+    os.close(out_w)
+    output = _feed_and_wait(pid, in_w, out_r, payload, timeout)
+    if output is None:
+        raise HookError(f"{kind} hook #{index} ({path}) timed out after {timeout}s")
+    status, text = output
+    if status != 0:
+        why = f"exit status {status}" if status > 0 else f"killed by signal {-status}"
+        detail = text.decode("utf-8", "replace").strip().replace("\n", " ")
+        raise HookError(f"{kind} hook #{index} ({path}) failed: {why}"
+                        + (f": {detail}" if detail else ""))
+
+
+def _feed_and_wait(pid: int, in_w: int, out_r: int, payload: bytes,
+                   timeout: int | None) -> tuple[int, bytes] | None:
+    """Write stdin, drain stdout/stderr, wait; None on timeout (the hook is killed)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    pidfd = os.pidfd_open(pid)
+    os.set_blocking(in_w, False)
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    poller.register(out_r, select.POLLIN)
+    if payload:
+        poller.register(in_w, select.POLLOUT)
+    else:
+        os.close(in_w)
+        in_w = -1
+    captured = bytearray()
+    exited = False
+    try:
+        while True:
+            wait_ms = None
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    os.kill(pid, 9)
+                    os.waitpid(pid, 0)
+                    return None
+                wait_ms = int(left * 1000) + 1
+            for fd, _ev in poller.poll(wait_ms):
+                if fd == in_w:
+                    try:
+                        n = os.write(in_w, payload)
+                        payload = payload[n:]
+                    except BlockingIOError:
+                        pass
+                    except BrokenPipeError:
+                        payload = b""  # the hook does not read its stdin: fine
+                    if not payload:
+                        poller.unregister(in_w)
+                        os.close(in_w)
+                        in_w = -1
+                elif fd == out_r:
+                    chunk = os.read(out_r, 65536)
+                    if not chunk:
+                        poller.unregister(out_r)
+                    elif len(captured) < _OUTPUT_CAP:
+                        captured += chunk[: _OUTPUT_CAP - len(captured)]
+                elif fd == pidfd:
+                    exited = True
+            if exited:
+                break
+        # Collect what the hook wrote just before it exited, without waiting on any
+        # daemon it left behind holding the pipe open.
+        os.set_blocking(out_r, False)
+        while True:
+            try:
+                chunk = os.read(out_r, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            if len(captured) < _OUTPUT_CAP:
+                captured += chunk[: _OUTPUT_CAP - len(captured)]
+        _, status = os.waitpid(pid, 0)
+        return os.waitstatus_to_exitcode(status), bytes(captured)
+    finally:
+        os.close(pidfd)
+        os.close(out_r)
+        if in_w >= 0:
+            os.close(in_w)

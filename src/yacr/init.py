@@ -1,0 +1,292 @@
+"""The container's init: the forked runtime process that becomes the container.
+
+It runs in the child of `create`, already in the new pid (and time)
+namespace, and walks through the steps of the runtime-spec lifecycle in the
+order runc uses, talking to the runtime through `protocol`. Everything it will
+need after pivot_root is imported before it, because the host's Python library
+is out of reach afterwards. It never returns: it execs the container process
+(through its handler) or exits with an error it has reported to the runtime.
+"""
+
+from __future__ import annotations
+
+import _signal
+import os
+
+from yacr import protocol
+from yacr.cgroups import join_self
+from yacr.errors import YacrError
+from yacr.hooks import run_hooks
+from yacr.linux import capabilities, console, process, rootfs
+from yacr.linux import sys as S
+from yacr.linux.namespaces import JOIN_ORDER
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import _socket
+    from typing import Any, NoReturn
+
+    from yacr.cgroups import Layout
+    from yacr.handlers import Handler
+    from yacr.linux.namespaces import Plan
+    from yacr.log import Log
+    from yacr.spec import Process, Spec
+
+# sysctls that belong to a namespace, and which one (prefix match for the dotted ones).
+_IPC_SYSCTLS = frozenset({"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",
+                          "kernel.shmall", "kernel.shmmax", "kernel.shmmni",
+                          "kernel.shm_rmid_forced"})
+
+
+def sysctl_namespace(key: str) -> str | None:
+    if key in _IPC_SYSCTLS or key.startswith("fs.mqueue."):
+        return "ipc"
+    if key.startswith("net."):
+        return "network"
+    if key in ("kernel.hostname", "kernel.domainname"):
+        return "uts"
+    return None
+
+
+class InitConfig:
+    """Everything init needs, prepared by the runtime before the fork."""
+
+    __slots__ = ("cid", "spec", "bundle", "chan", "plan", "layout", "cgroup_paths",
+                 "fifo_fd", "console_sock", "no_pivot", "preserve_fds", "handler", "log",
+                 "committed")
+
+    def __init__(self, cid: str, spec: Spec, bundle: str, chan: protocol.Channel, plan: Plan,
+                 layout: Layout | None, cgroup_paths: dict[str, str], fifo_fd: int,
+                 console_sock: _socket.socket | None, no_pivot: bool, preserve_fds: int,
+                 handler: Handler, log: Log) -> None:
+        self.cid = cid
+        self.spec = spec
+        self.bundle = bundle
+        self.chan = chan
+        self.plan = plan
+        self.layout = layout
+        self.cgroup_paths = cgroup_paths
+        self.fifo_fd = fifo_fd
+        self.console_sock = console_sock
+        self.no_pivot = no_pivot
+        self.preserve_fds = preserve_fds
+        self.handler = handler
+        self.log = log
+        self.committed = False
+
+
+def _die_on_signal(signum: int, _frame: Any) -> None:
+    # As pid 1 of its namespace, init only receives signals it handles: make the common
+    # termination signals work on a created (not yet started) container.
+    os._exit(128 + signum)
+
+
+def error_text(e: BaseException) -> str:
+    if isinstance(e, YacrError):
+        return str(e)
+    if isinstance(e, OSError):
+        where = f" {e.filename}" if e.filename else ""
+        msg = e.strerror or str(e)
+        return f"{msg}{':' if where else ''}{where}"
+    return f"internal error in container init: {type(e).__name__}: {e}"
+
+
+def run(cfg: InitConfig) -> NoReturn:
+    """The body of init; reports any failure to the runtime and exits."""
+    try:
+        _setup(cfg)
+    except BaseException as e:  # noqa: BLE001 - init must never unwind into the runtime's code
+        text = error_text(e)
+        if cfg.log.debug_enabled:
+            import traceback
+
+            cfg.log.debug("init failed: " + "".join(traceback.format_exception(e, chain=True)))
+        if not cfg.committed:
+            try:
+                cfg.chan.send(protocol.ERROR, msg=text)
+            except BaseException:  # noqa: BLE001
+                pass
+        else:
+            try:
+                os.write(2, f"yacr: {text}\n".encode())
+            except OSError:
+                pass
+        code = 1
+        if isinstance(e, YacrError) and text.startswith("exec:"):
+            code = 126 if "permission denied" in text else 127
+        os._exit(code)
+    os._exit(0)
+
+
+def _state(cfg: InitConfig, status: str, pid: int) -> dict[str, Any]:
+    return {"ociVersion": cfg.spec.oci_version, "id": cfg.cid, "status": status, "pid": pid,
+            "bundle": cfg.bundle, "annotations": cfg.spec.annotations}
+
+
+def _setup(cfg: InitConfig) -> None:
+    spec = cfg.spec
+    proc: Process | None = spec.process
+    if proc is None:
+        raise YacrError("process: is required to create a container")
+    S.prctl(S.PR_SET_PDEATHSIG, 9)
+    for sig in (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT,
+                _signal.SIGUSR1, _signal.SIGUSR2):
+        _signal.signal(sig, _die_on_signal)
+    join_self(cfg.cgroup_paths)
+    os.setsid()
+
+    plan = cfg.plan
+    for kind in JOIN_ORDER:
+        if kind in plan.join and kind not in ("pid", "time", "mount"):
+            S.setns(plan.join[kind], 0)
+    S.unshare(plan.unshare & ~(S.CLONE_NEWPID | S.CLONE_NEWTIME))
+    new_mntns = bool(plan.unshare & S.CLONE_NEWNS)
+    if "mount" in plan.join:
+        S.setns(plan.join["mount"], 0)
+    plan.close()
+
+    root: rootfs.Rootfs | None = None
+    if new_mntns:
+        root = rootfs.Rootfs(spec.root_path, cfg.log)
+        root.prepare(spec, cfg.bundle, cfg.layout, cfg.cgroup_paths, "cgroup" in plan.types
+                     and bool(plan.unshare & S.CLONE_NEWCGROUP))
+    elif "mount" not in plan.join:
+        raise YacrError("linux.namespaces: a mount namespace is required")
+
+    cfg.chan.send(protocol.CREATE_HOOKS)
+    cfg.chan.recv(protocol.HOOKS_DONE)
+    run_hooks("createContainer", spec.hooks.get("createContainer", []),
+              _state(cfg, "creating", os.getpid()))
+
+    if root is not None:
+        root.pivot(cfg.no_pivot, spec.linux.rootfs_propagation)
+    else:
+        os.chdir("/")
+    os.umask(0o022)
+
+    master = slave = -1
+    if proc.terminal:
+        master, slave = console.open_pty(proc.console_height, proc.console_width)
+        if cfg.console_sock is not None:
+            console.send_master(cfg.console_sock, master)
+            cfg.console_sock.close()
+        else:
+            cfg.chan.send(protocol.PTY_MASTER, fds=[master])
+        os.close(master)
+        if new_mntns:
+            console.bind_console(slave)
+        console.make_controlling(slave)
+        os.close(slave)
+
+    if root is not None:
+        if spec.root_readonly:
+            rootfs.remount_readonly("/")
+    if spec.hostname is not None:
+        if "uts" not in plan.types:
+            raise YacrError("hostname: requires a uts namespace")
+        S.sethostname(spec.hostname)
+    if spec.domainname is not None:
+        if "uts" not in plan.types:
+            raise YacrError("domainname: requires a uts namespace")
+        S.setdomainname(spec.domainname)
+    _apply_sysctls(spec.linux.sysctl, plan.types)
+    if root is not None:
+        rootfs.readonly_paths(spec.linux.readonly_paths)
+        rootfs.mask_paths(spec.linux.masked_paths)
+
+    if proc.oom_score_adj is not None:
+        process.set_oom_score_adj(proc.oom_score_adj)
+    if spec.linux.personality is not None:
+        process.set_personality(spec.linux.personality)
+    if proc.io_priority is not None:
+        process.set_io_priority(*proc.io_priority)
+    if proc.scheduler is not None:
+        _set_scheduler(proc)
+
+    path, env = finish_process(proc, cfg.handler, cfg.log)
+
+    cfg.chan.send(protocol.READY)
+    cfg.chan.recv(protocol.COMMIT)
+    S.prctl(S.PR_SET_PDEATHSIG, 0)
+    cfg.chan.send(protocol.COMMITTED)
+    cfg.committed = True
+    cfg.chan.close()
+
+    # Wait for `start`: it writes one byte into the exec FIFO.
+    while True:
+        try:
+            if os.read(cfg.fifo_fd, 1):
+                break
+        except InterruptedError:
+            continue
+    os.close(cfg.fifo_fd)
+    try:
+        run_hooks("startContainer", spec.hooks.get("startContainer", []),
+                  _state(cfg, "created", os.getpid()))
+    except YacrError as e:
+        os.write(2, f"yacr: {e}\n".encode())
+        os._exit(1)
+    for sig in (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT,
+                _signal.SIGUSR1, _signal.SIGUSR2):
+        _signal.signal(sig, _signal.SIG_DFL)
+    S.close_range_cloexec(3 + cfg.preserve_fds)
+    try:
+        cfg.handler.run(path, proc.args, env)
+    except OSError as e:
+        raise YacrError(f'exec: "{proc.args[0]}": {(e.strerror or "error").lower()}') from None
+
+
+def finish_process(proc: Process, handler: Handler, log: Log) -> tuple[str, dict[str, str]]:
+    """The last steps before exec, shared by init and `exec`: user, groups, capabilities,
+    no_new_privs, LSM label, cwd, the program's path, rlimits. Returns (path, env)."""
+    user = process.UserInfo(proc.user.uid, proc.user.gid, proc.user.additional_gids)
+    env = process.env_map(proc.env)
+    env.setdefault("HOME", user.home)
+    if proc.user.umask is not None:
+        os.umask(proc.user.umask)
+    process.apply_lsm_on_exec(proc)
+    caps = None
+    if proc.capabilities is not None:
+        caps = capabilities.CapSets(proc.capabilities, log, "process.capabilities")
+        caps.drop_bounding()
+    S.prctl(S.PR_SET_KEEPCAPS, 1)
+    user.switch()
+    S.prctl(S.PR_SET_KEEPCAPS, 0)
+    if caps is not None:
+        caps.apply()
+    if proc.no_new_privileges:
+        S.prctl(S.PR_SET_NO_NEW_PRIVS, 1)
+    try:
+        os.chdir(proc.cwd)
+    except OSError as e:
+        raise YacrError(f"process.cwd: cannot enter {proc.cwd}: {e.strerror}") from None
+    path = handler.resolve(proc.args[0], env, proc.cwd)
+    process.set_rlimits(proc)
+    return path, env
+
+
+def _apply_sysctls(sysctl: dict[str, str], ns_types: set[str]) -> None:
+    for key, value in sysctl.items():
+        ns = sysctl_namespace(key)
+        if ns is None or ns not in ns_types:
+            raise YacrError(f"linux.sysctl: {key} is not in a separate kernel namespace of "
+                            "this container")
+        path = "/proc/sys/" + key.replace(".", "/")
+        try:
+            with open(path, "w") as f:
+                f.write(value)
+        except OSError as e:
+            raise YacrError(f"linux.sysctl: cannot set {key}={value}: {e.strerror}") from None
+
+
+def _set_scheduler(proc: Process) -> None:
+    sc = proc.scheduler
+    assert sc is not None
+    try:
+        if sc.policy in (1, 2):
+            os.sched_setscheduler(0, sc.policy, os.sched_param(sc.priority))
+        else:
+            os.sched_setscheduler(0, sc.policy, os.sched_param(0))
+            os.setpriority(os.PRIO_PROCESS, 0, sc.nice)
+    except OSError as e:
+        raise YacrError(f"process.scheduler: {e.strerror}") from None

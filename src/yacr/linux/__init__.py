@@ -1,0 +1,1 @@
+"""Linux kernel interfaces: namespaces, mounts, devices, capabilities, consoles."""

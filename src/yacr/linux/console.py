@@ -1,0 +1,84 @@
+"""The container's terminal: a pty made inside the container, its master sent to the caller.
+
+The pty comes from the container's own devpts (its /dev/ptmx), and the peer
+is obtained with TIOCGPTPEER rather than by opening /dev/pts/N by name, so a
+symlink planted at /dev/pts/N or /dev/console cannot redirect it
+(CVE-2025-52565). The master travels over --console-socket with SCM_RIGHTS and
+a non-empty payload, as containerd and conmon expect.
+"""
+
+from __future__ import annotations
+
+import _socket
+import os
+import stat
+import struct
+
+from yacr.errors import YacrError
+from yacr.linux import sys as S
+
+TIOCGPTPEER = 0x5441
+
+
+def connect_socket(path: str) -> _socket.socket:
+    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
+    try:
+        s.connect(path)
+    except OSError as e:
+        s.close()
+        raise YacrError(f"--console-socket {path}: cannot connect: {e.strerror}") from None
+    return s
+
+
+def open_pty(rows: int, cols: int) -> tuple[int, int]:
+    """(master, slave) of a new pty from the current root's /dev/ptmx."""
+    try:
+        master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as e:
+        raise YacrError(f"terminal: cannot open /dev/ptmx in the container: {e.strerror}") \
+            from None
+    try:
+        S.pty_unlock(master)
+        slave = S.ioctl_int(master, TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+        if rows or cols:
+            S.set_winsize(master, rows, cols)
+    except OSError as e:
+        os.close(master)
+        raise YacrError(f"terminal: cannot set up the pty: {e.strerror}") from None
+    return master, slave
+
+
+def send_master(sock: _socket.socket, master: int) -> None:
+    try:
+        sock.sendmsg([b"/dev/ptmx"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS,
+                                       struct.pack("i", master))])
+    except OSError as e:
+        raise YacrError(f"--console-socket: cannot send the pty: {e.strerror}") from None
+
+
+def bind_console(slave: int) -> None:
+    """Make /dev/console the pty, replacing whatever the image put there without following it."""
+    devfd = os.open("/dev", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        try:
+            st = os.stat("console", dir_fd=devfd, follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                raise YacrError("/dev/console in the container is a directory")
+            os.unlink("console", dir_fd=devfd)
+        except FileNotFoundError:
+            pass
+        fd = os.open("console", os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW
+                     | os.O_CLOEXEC, 0o600, dir_fd=devfd)
+        try:
+            S.mount(f"/proc/self/fd/{slave}", f"/proc/self/fd/{fd}", None, S.MS_BIND)
+        finally:
+            os.close(fd)
+    finally:
+        os.close(devfd)
+
+
+def make_controlling(slave: int) -> None:
+    """The pty becomes stdio and the controlling terminal of this (session-leader) process."""
+    S.ioctl_int(slave, S.TIOCSCTTY, 0)
+    for fd in (0, 1, 2):
+        os.dup2(slave, fd, inheritable=True)

@@ -1,0 +1,195 @@
+"""Process attributes applied just before execve: rlimits, user, groups, LSM labels, exe lookup.
+
+The error texts for a missing or non-executable program keep runc's wording,
+because podman maps "executable file not found in $PATH" and "no such file or
+directory" to exit code 127 and "permission denied" to 126.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import stat
+
+from yacr.errors import YacrError
+from yacr.linux import sys as S
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from yacr.spec import Process
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def set_rlimits(proc: Process) -> None:
+    for r in proc.rlimits:
+        which = getattr(resource, r.type, None)
+        if which is None:
+            raise YacrError(f"process.rlimits: {r.type} is not supported on this host")
+        try:
+            resource.setrlimit(which, (_lim(r.soft), _lim(r.hard)))
+        except (ValueError, OSError) as e:
+            raise YacrError(f"process.rlimits: cannot set {r.type} to soft={r.soft} "
+                            f"hard={r.hard}: {getattr(e, 'strerror', None) or e}") from None
+
+
+def _lim(v: int) -> int:
+    return resource.RLIM_INFINITY if v >= (1 << 64) - 1 else v
+
+
+def env_map(env: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for e in env:
+        k, sep, v = e.partition("=")
+        if sep:
+            out[k] = v
+    return out
+
+
+def lookup_executable(arg0: str, env: dict[str, str], cwd: str) -> str:
+    """Find the program the way execvp would, inside the (already entered) container root."""
+    if "/" in arg0:
+        path = arg0 if arg0.startswith("/") else os.path.join(cwd, arg0)
+        try:
+            st = os.stat(path)
+        except OSError as e:
+            raise YacrError(f'exec: "{arg0}": stat {arg0}: {_lower(e.strerror)}') from None
+        if stat.S_ISDIR(st.st_mode):
+            raise YacrError(f'exec: "{arg0}": is a directory')
+        if not os.access(path, os.X_OK):
+            raise YacrError(f'exec: "{arg0}": permission denied')
+        return path
+    for d in env.get("PATH", DEFAULT_PATH).split(":"):
+        d = d or "."
+        cand = os.path.join(d if d.startswith("/") else os.path.join(cwd, d), arg0)
+        try:
+            st = os.stat(cand)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode) and os.access(cand, os.X_OK):
+            return cand
+    raise YacrError(f'exec: "{arg0}": executable file not found in $PATH')
+
+
+def _lower(s: str | None) -> str:
+    return (s or "error").lower()
+
+
+class UserInfo:
+    """The user the process runs as, with what the container's /etc/passwd and /etc/group add."""
+
+    __slots__ = ("uid", "gid", "groups", "home")
+
+    def __init__(self, uid: int, gid: int, additional: list[int] | None) -> None:
+        self.uid = uid
+        self.gid = gid
+        self.home = "/"
+        name = None
+        try:
+            with open("/etc/passwd", "rb") as f:
+                for line in f:
+                    parts = line.decode("utf-8", "replace").rstrip("\n").split(":")
+                    if len(parts) >= 6 and parts[2] == str(uid):
+                        name, self.home = parts[0], parts[5] or "/"
+                        break
+        except OSError:
+            pass
+        groups: list[int] = []
+        if name is not None:
+            try:
+                with open("/etc/group", "rb") as f:
+                    for line in f:
+                        parts = line.decode("utf-8", "replace").rstrip("\n").split(":")
+                        if len(parts) >= 4 and name in parts[3].split(","):
+                            try:
+                                groups.append(int(parts[2]))
+                            except ValueError:
+                                pass
+            except OSError:
+                pass
+        for g in additional or ():
+            if g not in groups:
+                groups.append(g)
+        self.groups = groups
+
+    def switch(self) -> None:
+        """setgroups, then gid, then uid: the order that still has the privilege for each."""
+        try:
+            os.setgroups(self.groups)
+        except OSError as e:
+            raise YacrError(f"cannot set supplementary groups {self.groups}: {e.strerror}") \
+                from None
+        try:
+            os.setresgid(self.gid, self.gid, self.gid)
+            os.setresuid(self.uid, self.uid, self.uid)
+        except OSError as e:
+            raise YacrError(f"cannot switch to uid {self.uid} gid {self.gid}: {e.strerror}") \
+                from None
+
+
+def set_oom_score_adj(value: int) -> None:
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(value))
+    except OSError as e:
+        raise YacrError(f"process.oomScoreAdj: cannot set {value}: {e.strerror}") from None
+
+
+def apparmor_enabled() -> bool:
+    try:
+        with open("/sys/module/apparmor/parameters/enabled") as f:
+            return f.read().strip() == "Y"
+    except OSError:
+        return False
+
+
+def selinux_enabled() -> bool:
+    return os.path.exists("/sys/fs/selinux/enforce")
+
+
+def check_lsm(proc: Process) -> None:
+    """Fail early, in create, when a label is requested and the host has no such LSM."""
+    if proc.apparmor_profile and not apparmor_enabled():
+        raise YacrError(f"process.apparmorProfile: {proc.apparmor_profile!r} requested but "
+                        "AppArmor is not enabled on this host")
+    if proc.selinux_label and not selinux_enabled():
+        raise YacrError(f"process.selinuxLabel: {proc.selinux_label!r} requested but SELinux "
+                        "is not enabled on this host")
+
+
+def apply_lsm_on_exec(proc: Process) -> None:
+    """Labels take effect at execve; written through /proc/thread-self of the container."""
+    if proc.apparmor_profile:
+        _write_attr("apparmor/exec", f"exec {proc.apparmor_profile}", "process.apparmorProfile",
+                    "exec")
+    if proc.selinux_label:
+        _write_attr("exec", proc.selinux_label, "process.selinuxLabel", None)
+
+
+def _write_attr(name: str, value: str, field: str, fallback: str | None) -> None:
+    path = f"/proc/thread-self/attr/{name}"
+    if fallback and not os.path.exists(path):
+        path = f"/proc/thread-self/attr/{fallback}"
+    try:
+        with open(path, "w") as f:
+            f.write(value)
+    except OSError as e:
+        raise YacrError(f"{field}: cannot apply {value!r}: {e.strerror}") from None
+
+
+def set_io_priority(cls: int, prio: int) -> None:
+    import ctypes
+
+    nr = 251 if os.uname().machine == "x86_64" else 30
+    val = (cls << 13) | prio
+    if S._syscall(nr, 1, 0, val) < 0:  # IOPRIO_WHO_PROCESS, self
+        err = ctypes.get_errno()
+        raise YacrError(f"process.ioPriority: {os.strerror(err)}")
+
+
+def set_personality(persona: int) -> None:
+    import ctypes
+
+    fn = ctypes.CDLL(None, use_errno=True).personality
+    if fn(ctypes.c_ulong(persona)) < 0:
+        raise YacrError(f"linux.personality: {os.strerror(ctypes.get_errno())}")

@@ -1,0 +1,89 @@
+"""`yacr spec`: a sane default config.json, like runc's, for a busybox-style rootfs."""
+
+from __future__ import annotations
+
+import os
+
+from yacr import OCI_VERSION, jsonio
+from yacr.errors import YacrError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+DEFAULT_CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
+MASKED = ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+          "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+          "/sys/firmware", "/sys/devices/virtual/powercap"]
+READONLY = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+
+
+def default_spec(rootless: bool = False) -> dict[str, Any]:
+    caps = list(DEFAULT_CAPS)
+    spec: dict[str, Any] = {
+        "ociVersion": OCI_VERSION,
+        "process": {
+            "terminal": True,
+            "user": {"uid": 0, "gid": 0},
+            "args": ["sh"],
+            "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                    "TERM=xterm"],
+            "cwd": "/",
+            "capabilities": {k: list(caps) for k in ("bounding", "effective", "permitted")},
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+            "noNewPrivileges": True,
+        },
+        "root": {"path": "rootfs", "readonly": True},
+        "hostname": "yacr",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620",
+                         "gid=5"]},
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+             "options": ["nosuid", "noexec", "nodev"]},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+             "options": ["nosuid", "noexec", "nodev", "ro"]},
+            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+             "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
+        ],
+        "linux": {
+            "resources": {"devices": [{"allow": False, "access": "rwm"}]},
+            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount",
+                                                  "cgroup")],
+            "maskedPaths": list(MASKED),
+            "readonlyPaths": list(READONLY),
+        },
+    }
+    if rootless:
+        uid, gid = os.getuid(), os.getgid()
+        lx = spec["linux"]
+        lx["namespaces"] = [{"type": t} for t in ("pid", "ipc", "uts", "mount", "cgroup",
+                                                   "user")]
+        lx["uidMappings"] = [{"containerID": 0, "hostID": uid, "size": 1}]
+        lx["gidMappings"] = [{"containerID": 0, "hostID": gid, "size": 1}]
+        lx.pop("resources")
+        for m in spec["mounts"]:
+            if m["destination"] == "/dev/pts":
+                m["options"] = [o for o in m["options"] if o != "gid=5"]
+            if m["destination"] == "/sys":
+                m.update({"type": "none", "source": "/sys",
+                          "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]})
+        spec["mounts"] = [m for m in spec["mounts"] if m["destination"] != "/sys/fs/cgroup"]
+    return spec
+
+
+def write_spec(bundle: str, rootless: bool = False) -> None:
+    path = os.path.join(bundle, "config.json")
+    if os.path.exists(path):
+        raise YacrError(f"{path} exists; remove it first")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    except OSError as e:
+        raise YacrError(f"cannot write {path}: {e.strerror}") from None
+    with os.fdopen(fd, "w") as f:
+        f.write(jsonio.dumps(default_spec(rootless), indent=2) + "\n")

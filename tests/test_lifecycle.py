@@ -1,0 +1,325 @@
+"""The container lifecycle through the CLI, as containerd and podman drive it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pytest
+
+
+def wait_status(runtime, cid: str, status: str, timeout: float = 5) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        st = runtime.state(cid)
+        if st["status"] == status or time.monotonic() > deadline:
+            return st
+        time.sleep(0.02)
+
+
+def test_run_exit_code_and_stdio(runtime, bundles):
+    b = bundles.make(["sh", "-c", "echo out; echo err >&2; exit 42"])
+    p = runtime("run", "--bundle", b, runtime.new_id())
+    assert p.returncode == 42
+    assert p.stdout == "out\n"
+    assert p.stderr == "err\n"
+
+
+def test_run_stdin_is_the_containers(runtime, bundles):
+    b = bundles.make(["sh", "-c", "read x; echo got $x"])
+    p = runtime("run", "-b", b, runtime.new_id(), input="hello\n")
+    assert p.stdout == "got hello\n"
+    assert p.returncode == 0
+
+
+def test_run_signal_exit_is_128_plus_signal(runtime, bundles):
+    import subprocess
+
+    cid = runtime.new_id()
+    b = bundles.make(["sh", "-c", "echo ready; exec sleep 1000"])
+    p = subprocess.Popen(runtime.cmd("run", "--bundle", b, cid), stdout=subprocess.PIPE,
+                         text=True)
+    assert p.stdout is not None and p.stdout.readline() == "ready\n"
+    runtime("kill", cid, "KILL", check=True)
+    assert p.wait(timeout=10) == 128 + 9
+
+
+def test_run_deletes_the_container(runtime, bundles):
+    cid = runtime.new_id()
+    runtime("run", "--bundle", bundles.make(["true"]), cid, check=True)
+    assert runtime("state", cid).returncode == 1
+    assert runtime("list", "-q").stdout == ""
+
+
+def test_run_keep_leaves_a_stopped_container(runtime, bundles):
+    cid = runtime.new_id()
+    runtime("run", "--keep", "--bundle", bundles.make(["true"]), cid, check=True)
+    assert runtime.state(cid)["status"] == "stopped"
+    runtime("delete", cid, check=True)
+
+
+def test_create_start_state_kill_delete(runtime, bundles, tmp_path):
+    cid = runtime.new_id()
+    b = bundles.make(["sleep", "1000"])
+    pidfile = tmp_path / "init.pid"
+    p = runtime("create", "--bundle", b, "--pid-file", str(pidfile), cid)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == "" and p.stderr == ""
+    st = runtime.state(cid)
+    assert st["status"] == "created"
+    assert st["id"] == cid
+    assert st["bundle"] == b
+    assert st["ociVersion"]
+    raw = pidfile.read_bytes()
+    assert raw.isdigit(), "pid file must be digits only, no newline"
+    assert int(raw) == st["pid"]
+    # init is waiting: the program has not run yet
+    with open(f"/proc/{st['pid']}/cmdline", "rb") as f:
+        assert b"sleep" not in f.read()
+    runtime("start", cid, check=True)
+    st = wait_status(runtime, cid, "running")
+    assert st["status"] == "running"
+    with open(f"/proc/{st['pid']}/cmdline", "rb") as f:
+        assert f.read().split(b"\0")[0] == b"sleep"
+    assert runtime("start", cid).returncode != 0
+    runtime("kill", cid, "KILL", check=True)
+    st = wait_status(runtime, cid, "stopped")
+    assert st["status"] == "stopped"
+    assert st["pid"] == 0
+    runtime("delete", cid, check=True)
+    assert runtime("state", cid).returncode == 1
+
+
+@pytest.mark.parametrize("sig", ["TERM", "SIGTERM", "15"])
+def test_kill_signal_forms(runtime, bundles, sig):
+    cid = runtime.new_id()
+    b = bundles.make(["sh", "-c", "trap 'exit 3' TERM; while true; do sleep 0.05; done"])
+    runtime("create", "--bundle", b, cid, check=True)
+    runtime("start", cid, check=True)
+    time.sleep(0.2)
+    runtime("kill", cid, sig, check=True)
+    assert wait_status(runtime, cid, "stopped")["status"] == "stopped"
+    runtime("delete", cid, check=True)
+
+
+def test_kill_default_is_term(runtime, bundles):
+    cid = runtime.new_id()
+    b = bundles.make(["sh", "-c", "trap 'exit 3' TERM; while true; do sleep 0.05; done"])
+    runtime("run", "-d", "--bundle", b, cid, check=True)
+    time.sleep(0.2)
+    runtime("kill", cid, check=True)
+    assert wait_status(runtime, cid, "stopped")["status"] == "stopped"
+
+
+def test_kill_a_created_container(runtime, bundles):
+    cid = runtime.new_id()
+    runtime("create", "--bundle", bundles.make(["true"]), cid, check=True)
+    runtime("kill", cid, "TERM", check=True)
+    assert wait_status(runtime, cid, "stopped")["status"] == "stopped"
+    assert runtime("start", cid).returncode != 0
+
+
+def test_kill_stopped_container(runtime, bundles):
+    cid = runtime.new_id()
+    runtime("run", "--keep", "--bundle", bundles.make(["true"]), cid, check=True)
+    p = runtime("kill", cid, "9")
+    assert p.returncode == 1
+    assert "container not running" in p.stderr
+    assert runtime("kill", "--all", cid, "9").returncode == 0
+
+
+def test_kill_all_reaches_every_process(runtime, bundles):
+    cid = runtime.new_id()
+    b = bundles.make(["sh", "-c", "sleep 1000 & sleep 1000 & wait"])
+    b_spec = json.loads(open(os.path.join(b, "config.json")).read())
+    # Share the host pid namespace so killing init alone would not kill the children.
+    b_spec["linux"]["namespaces"] = [n for n in b_spec["linux"]["namespaces"]
+                                     if n["type"] != "pid"]
+    b = bundles.write(b_spec)
+    runtime("run", "-d", "--bundle", b, cid, check=True)
+    time.sleep(0.3)
+    procs = json.loads(runtime("ps", "--format", "json", cid, check=True).stdout)
+    assert len(procs) >= 3
+    runtime.pids.update(procs)
+    runtime("kill", "--all", cid, "KILL", check=True)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        if not any(os.path.exists(f"/proc/{p}") and _running(p) for p in procs):
+            break
+        time.sleep(0.05)
+    assert not any(_running(p) for p in procs)
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in "ZX"
+    except OSError:
+        return False
+
+
+def test_delete_running_needs_force(runtime, bundles):
+    cid = runtime.new_id()
+    runtime("run", "-d", "--bundle", bundles.make(["sleep", "1000"]), cid, check=True)
+    pid = runtime.state(cid)["pid"]
+    p = runtime("delete", cid)
+    assert p.returncode != 0
+    assert "running" in p.stderr
+    runtime("delete", "--force", cid, check=True)
+    assert runtime("state", cid).returncode == 1
+    assert not _running(pid)
+
+
+def test_delete_missing(runtime):
+    p = runtime("delete", "nope")
+    assert p.returncode == 1
+    assert "does not exist" in p.stderr
+    assert runtime("delete", "--force", "nope").returncode == 0
+
+
+def test_delete_created_container_kills_init(runtime, bundles):
+    cid = runtime.new_id()
+    runtime("create", "--bundle", bundles.make(["true"]), cid, check=True)
+    pid = runtime.state(cid)["pid"]
+    runtime("delete", cid, check=True)
+    time.sleep(0.1)
+    assert not _running(pid)
+
+
+def test_list_formats(runtime, bundles):
+    a, b = runtime.new_id("a"), runtime.new_id("b")
+    runtime("create", "--bundle", bundles.make(["true"]), a, check=True)
+    runtime("create", "--bundle", bundles.make(["true"]), b, check=True)
+    assert sorted(runtime("list", "-q").stdout.split()) == sorted([a, b])
+    table = runtime("list").stdout.splitlines()
+    assert table[0].split()[:3] == ["ID", "PID", "STATUS"]
+    assert {line.split()[0] for line in table[1:]} == {a, b}
+    js = json.loads(runtime("list", "--format", "json").stdout)
+    assert {s["id"]: s["status"] for s in js} == {a: "created", b: "created"}
+
+
+def test_state_shape(runtime, bundles):
+    cid = runtime.new_id()
+    b = bundles.spec(["true"])
+    b["annotations"] = {"com.example.k": "v"}
+    runtime("create", "--bundle", bundles.write(b), cid, check=True)
+    st = runtime.state(cid)
+    for k in ("ociVersion", "id", "pid", "status", "bundle", "rootfs", "created", "owner"):
+        assert k in st
+    assert st["annotations"] == {"com.example.k": "v"}
+    assert st["created"].endswith("Z")
+
+
+def test_pid_reuse_is_not_the_container(runtime, bundles):
+    cid = runtime.new_id()
+    runtime("create", "--bundle", bundles.make(["true"]), cid, check=True)
+    root = runtime.root
+    path = next(p for p in root.iterdir())
+    state = json.loads((path / "state.json").read_text())
+    # Pretend init's pid now belongs to another process: ours.
+    state["pid"] = os.getpid()
+    (path / "state.json").write_text(json.dumps(state))
+    assert runtime.state(cid)["status"] == "stopped"
+    os.kill(state["pid"], 0)  # we are still alive: the runtime must not have signalled us
+    runtime("delete", "--force", cid, check=True)
+
+
+def test_run_detach_returns_and_container_runs(runtime, bundles):
+    cid = runtime.new_id()
+    t = time.monotonic()
+    runtime("run", "--detach", "--bundle", bundles.make(["sleep", "1000"]), cid, check=True)
+    assert time.monotonic() - t < 5
+    assert runtime.state(cid)["status"] == "running"
+    runtime("delete", "-f", cid, check=True)
+
+
+def test_run_forwards_signals(runtime, bundles, tmp_path):
+    cid = runtime.new_id()
+    b = bundles.make(["sh", "-c", "trap 'echo got-term; exit 5' TERM; echo ready; "
+                      "while true; do sleep 0.05; done"])
+    import subprocess
+
+    p = subprocess.Popen(runtime.cmd("run", "--bundle", b, cid), stdout=subprocess.PIPE,
+                         text=True)
+    assert p.stdout is not None
+    assert p.stdout.readline() == "ready\n"
+    p.send_signal(signal.SIGTERM)
+    out, _ = p.communicate(timeout=10)
+    assert p.returncode == 5
+    assert "got-term" in out
+
+
+def test_spec_writes_a_runnable_config(runtime, tmp_path, rootfs):
+    d = tmp_path / "b"
+    d.mkdir()
+    runtime("spec", "--bundle", str(d), check=True)
+    spec = json.loads((d / "config.json").read_text())
+    assert spec["process"]["args"] == ["sh"]
+    assert {n["type"] for n in spec["linux"]["namespaces"]} >= {"pid", "mount", "network"}
+    assert runtime("spec", "--bundle", str(d)).returncode != 0  # refuses to overwrite
+    spec["root"]["path"] = rootfs
+    spec["process"]["terminal"] = False
+    spec["process"]["args"] = ["true"]
+    (d / "config.json").write_text(json.dumps(spec))
+    runtime("run", "--bundle", str(d), runtime.new_id(), check=True)
+
+
+def test_spec_rootless(runtime, tmp_path):
+    runtime("spec", "--rootless", "--bundle", str(tmp_path), check=True)
+    spec = json.loads((tmp_path / "config.json").read_text())
+    assert any(n["type"] == "user" for n in spec["linux"]["namespaces"])
+    assert spec["linux"]["uidMappings"]
+
+
+def test_features(runtime):
+    f = json.loads(runtime("features", check=True).stdout)
+    assert f["ociVersionMin"] and f["ociVersionMax"]
+    assert "createRuntime" in f["hooks"]
+    assert "rbind" in f["mountOptions"]
+    assert "pid" in f["linux"]["namespaces"]
+    assert "CAP_SYS_ADMIN" in f["linux"]["capabilities"]
+
+
+def test_version_and_help(runtime):
+    p = runtime("--version", check=True)
+    assert "yacr version" in p.stdout
+    h = runtime("--help", check=True).stdout
+    for c in ("create", "start", "run", "state", "kill", "delete", "list", "spec", "features",
+              "exec"):
+        assert c in h
+    assert "--pid-file" in runtime("create", "--help", check=True).stdout
+
+
+def test_flag_forms(runtime, bundles, tmp_path):
+    """podman passes --x=v, containerd --x v; Go flags also accept a single dash."""
+    cid = runtime.new_id()
+    b = bundles.make(["true"])
+    pf = tmp_path / "p"
+    p = runtime("create", f"--bundle={b}", "-pid-file", str(pf), cid)
+    assert p.returncode == 0, p.stderr
+    assert pf.exists()
+    runtime("delete", "--force=true", cid, check=True)
+
+
+def test_preserve_fds(runtime, bundles, tmp_path):
+    import shlex
+    import subprocess
+
+    cid = runtime.new_id()
+    b = bundles.make(["sh", "-c", "cat <&3; ls /proc/self/fd"])
+    data = tmp_path / "data"
+    data.write_text("from-fd-3\n")
+    # fd 3 is preserved; fd 7 is open in the runtime too and must not leak in.
+    cmd = " ".join(shlex.quote(c) for c in runtime.cmd("run", "--preserve-fds", "1",
+                                                       "--bundle", b, cid))
+    p = subprocess.run(["sh", "-c", f"exec {cmd} 3<{data} 7</dev/null"], capture_output=True,
+                       text=True)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.split()
+    assert lines[0] == "from-fd-3"
+    fds = sorted(int(x) for x in lines[1:])
+    # 0-2, the preserved 3, and ls's own directory fd
+    assert 3 in fds and 7 not in fds, fds
+    assert len(fds) <= 5
