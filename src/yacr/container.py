@@ -135,6 +135,7 @@ def create(ctx: Context, cid: str, bundle: str, *, console_socket: str | None = 
             from yacr.linux.console import connect_socket
 
             csock = connect_socket(console_socket)
+        ctx.log.hold()
         cfg = init.InitConfig(cid, spec, bundle, init_chan, plan, layout, paths, fifo_fd, csock,
                               no_pivot, preserve_fds, handler, ctx.log)
         pid = _fork_into_namespaces(plan, spec.linux.time_offsets, cfg, chan, st.dirfd)
@@ -386,12 +387,8 @@ def destroy(ctx: Context, st: State, run_poststop: bool = True) -> None:
             raise
     ctx.store.remove(st)
     if run_poststop:
-        hooks = st.hooks.get("poststop", [])
-        if hooks:
-            try:
-                run_hook_dicts("poststop", hooks, _hook_state(st, "stopped", 0))
-            except HookError as e:
-                ctx.log.warn(str(e))
+        run_hook_dicts("poststop", st.hooks.get("poststop", []), _hook_state(st, "stopped", 0),
+                       warn=ctx.log.warn)
 
 
 def state_of(ctx: Context, cid: str) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from yacr.errors import YacrError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
     from yacr.spec import Hook
@@ -36,14 +37,24 @@ def run_hooks(kind: str, hooks: list[Hook], state: dict[str, Any]) -> None:
         run_hook(kind, i, h.path, h.args, h.env, h.timeout, payload)
 
 
-def run_hook_dicts(kind: str, hooks: list[dict[str, Any]], state: dict[str, Any]) -> None:
-    """The same, for hooks kept in a container's saved state as plain dicts."""
+def run_hook_dicts(kind: str, hooks: list[dict[str, Any]], state: dict[str, Any],
+                   warn: Callable[[str], None] | None = None) -> None:
+    """The same, for hooks kept in a container's saved state as plain dicts.
+
+    With `warn`, a failing hook is reported there and the next hooks still run (the spec's
+    rule for poststop); without it the first failure raises.
+    """
     if not hooks:
         return
     payload = jsonio.dumps(state).encode()
     for i, h in enumerate(hooks):
-        run_hook(kind, i, h["path"], h.get("args") or [h["path"]], h.get("env") or [],
-                 h.get("timeout"), payload)
+        try:
+            run_hook(kind, i, h["path"], h.get("args") or [h["path"]], h.get("env") or [],
+                     h.get("timeout"), payload)
+        except HookError as e:
+            if warn is None:
+                raise
+            warn(str(e))
 
 
 def run_hook(kind: str, index: int, path: str, args: list[str], env: list[str],

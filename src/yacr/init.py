@@ -129,6 +129,8 @@ def _setup(cfg: InitConfig) -> None:
     if proc is None:
         raise YacrError("process: is required to create a container")
     S.prctl(S.PR_SET_PDEATHSIG, 9)
+    # Modes of what init creates (device nodes, mount points) are exactly the configured ones.
+    os.umask(0)
     for sig in (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT,
                 _signal.SIGUSR1, _signal.SIGUSR2):
         _signal.signal(sig, _die_on_signal)
@@ -140,6 +142,15 @@ def _setup(cfg: InitConfig) -> None:
         if kind in plan.join and kind not in ("pid", "time", "mount"):
             S.setns(plan.join[kind], 0)
     S.unshare(plan.unshare & ~(S.CLONE_NEWPID | S.CLONE_NEWTIME))
+    # Names first, so createRuntime and createContainer hooks already see them.
+    if spec.hostname is not None:
+        if "uts" not in plan.types:
+            raise YacrError("hostname: requires a uts namespace")
+        S.sethostname(spec.hostname)
+    if spec.domainname is not None:
+        if "uts" not in plan.types:
+            raise YacrError("domainname: requires a uts namespace")
+        S.setdomainname(spec.domainname)
     new_mntns = bool(plan.unshare & S.CLONE_NEWNS)
     if "mount" in plan.join:
         S.setns(plan.join["mount"], 0)
@@ -181,14 +192,6 @@ def _setup(cfg: InitConfig) -> None:
     if root is not None:
         if spec.root_readonly:
             rootfs.remount_readonly("/")
-    if spec.hostname is not None:
-        if "uts" not in plan.types:
-            raise YacrError("hostname: requires a uts namespace")
-        S.sethostname(spec.hostname)
-    if spec.domainname is not None:
-        if "uts" not in plan.types:
-            raise YacrError("domainname: requires a uts namespace")
-        S.setdomainname(spec.domainname)
     _apply_sysctls(spec.linux.sysctl, plan.types)
     if root is not None:
         rootfs.readonly_paths(spec.linux.readonly_paths)

@@ -52,7 +52,14 @@ def loads(text: str | bytes) -> Any:
     while pos < n and text[pos] in _WS:
         pos += 1
     try:
-        value, end = _scan(text, pos)
+        try:
+            value, end = _scan(text, pos)
+        except SystemError:
+            # The C scanner reports syntax errors with json.decoder.JSONDecodeError, which it
+            # only finds if json.decoder is already imported; import it (the error path only).
+            import json.decoder  # noqa: F401
+
+            value, end = _scan(text, pos)
     except StopIteration as e:
         raise JSONError(f"expected a JSON value at offset {e.value}") from None
     except RecursionError:

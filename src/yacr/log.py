@@ -27,12 +27,23 @@ def rfc3339_now() -> str:
 class Log:
     """Where a command's warnings and errors go; passed down, never global."""
 
-    __slots__ = ("path", "json", "debug_enabled")
+    __slots__ = ("path", "json", "debug_enabled", "fd")
 
     def __init__(self, path: str | None = None, fmt: str = "text", debug: bool = False) -> None:
         self.path = path
         self.json = fmt == "json"
         self.debug_enabled = debug
+        self.fd = -1
+
+    def hold(self) -> None:
+        """Open the log file now and keep it: a forked init still reaches it after
+        pivot_root, when the path no longer resolves (the fd is closed on exec)."""
+        if self.path and self.fd < 0:
+            try:
+                self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT
+                                  | os.O_CLOEXEC, 0o644)
+            except OSError:
+                self.fd = -1
 
     def _line(self, level: str, msg: str) -> str:
         if self.json:
@@ -40,6 +51,12 @@ class Log:
         return f"time=\"{rfc3339_now()}\" level={level} msg={jsonio.dumps(msg)}\n"
 
     def _write_file(self, line: str) -> bool:
+        if self.fd >= 0:
+            try:
+                os.write(self.fd, line.encode("utf-8", "replace"))
+                return True
+            except OSError:
+                return False
         if not self.path:
             return False
         try:

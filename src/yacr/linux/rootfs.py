@@ -59,16 +59,32 @@ class Rootfs:
         """Open path inside the rootfs; symlinks resolve as if the rootfs were /."""
         return S.openat2(self.fd, path.lstrip("/") or ".", flags, S.RESOLVE_IN_ROOT)
 
-    def ensure(self, path: str, directory: bool, mode: int = 0o755) -> int:
-        """Create path (and missing parents) inside the rootfs and return an O_PATH fd to it."""
-        rel = path.strip("/")
+    def ensure(self, path: str, directory: bool, mode: int = 0o755, _depth: int = 0) -> int:
+        """Create path (and missing parents) inside the rootfs and return an O_PATH fd to it.
+
+        A dangling symlink on the way is followed the way the kernel would inside the
+        rootfs (absolute targets start at the rootfs), and its target is created there.
+        """
+        if _depth > 40:
+            raise YacrError(f"{path}: too many levels of symbolic links in the rootfs")
+        rel = os.path.normpath("/" + path).lstrip("/")
+        if not rel:
+            return os.dup(self.fd)
         try:
             return self.open_in(rel)
         except FileNotFoundError:
             pass
         parent, _, name = rel.rpartition("/")
-        pfd = self.ensure(parent, True) if parent else os.dup(self.fd)
+        pfd = self.ensure(parent, True, _depth=_depth + 1)
         try:
+            try:
+                st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+            except FileNotFoundError:
+                st = None
+            if st is not None and stat.S_ISLNK(st.st_mode):
+                target = os.readlink(name, dir_fd=pfd)
+                joined = target if target.startswith("/") else f"{parent}/{target}"
+                return self.ensure(joined, directory, mode, _depth + 1)
             # pfd is an O_PATH fd to a resolved directory: *at calls create inside it.
             if directory:
                 try:

@@ -1,0 +1,274 @@
+"""Bad input: a clear one-line error naming the field, non-zero exit, nothing left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+
+def assert_clean_error(p, *fragments: str) -> None:
+    assert p.returncode != 0
+    assert "Traceback" not in p.stderr and "Traceback" not in p.stdout
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, p.stderr
+    for f in fragments:
+        assert f in lines[0], (f, lines[0])
+
+
+def assert_nothing_left(runtime, cid: str | None = None) -> None:
+    from conftest import cgroup_dirs
+
+    if runtime.root.exists():
+        assert [n for n in os.listdir(runtime.root) if not n.startswith(".")] == []
+    if cid:
+        assert cgroup_dirs(cid) == []
+
+
+@pytest.mark.parametrize("cid", ["", "-x", ".x", "a/b", "a b", "a:b", "ä", "x" * 1025,
+                                 "../etc"])
+def test_invalid_ids(runtime, bundles, cid):
+    p = runtime("create", "--bundle", bundles.make(["true"]), cid)
+    assert_clean_error(p, "id")
+    assert_nothing_left(runtime)
+
+
+def test_long_valid_id(runtime, bundles):
+    cid = "a" * 1024
+    runtime.ids.add(cid)
+    runtime("create", "--bundle", bundles.make(["true"]), cid, check=True)
+    assert runtime.state(cid)["id"] == cid
+    assert runtime("list", "-q").stdout.split() == [cid]
+    runtime("delete", cid, check=True)
+    assert_nothing_left(runtime)
+
+
+def test_duplicate_id_leaves_the_first_alone(runtime, bundles):
+    cid = runtime.new_id()
+    runtime("create", "--bundle", bundles.make(["true"]), cid, check=True)
+    first = runtime.state(cid)
+    p = runtime("create", "--bundle", bundles.make(["true"]), cid)
+    assert_clean_error(p, "already exists")
+    again = runtime.state(cid)
+    assert again["status"] == "created" and again["pid"] == first["pid"]
+    runtime("delete", cid, check=True)
+
+
+def test_missing_bundle_and_config(runtime, tmp_path):
+    cid = runtime.new_id()
+    assert_clean_error(runtime("create", "--bundle", str(tmp_path / "nope"), cid), "nope")
+    assert_clean_error(runtime("create", "--bundle", str(tmp_path), cid), "config.json")
+    assert_nothing_left(runtime, cid)
+
+
+@pytest.mark.parametrize("text,fragment", [
+    ("{", "not valid JSON"),
+    ("[]", "expected an object"),
+    ('{"ociVersion": "1.0.0"}', "root"),
+    ("{\"ociVersion\": \"1\", \"root\": {\"path\": \"rootfs\"}} trailing", "extra data"),
+    ("\xff", "not valid JSON"),
+])
+def test_malformed_config(runtime, tmp_path, text, fragment):
+    (tmp_path / "config.json").write_bytes(text.encode("latin-1"))
+    cid = runtime.new_id()
+    assert_clean_error(runtime("create", "--bundle", str(tmp_path), cid), fragment)
+    assert_nothing_left(runtime, cid)
+
+
+def _edit(spec: dict, path: str, value: object) -> None:
+    keys = path.split(".")
+    cur = spec
+    for k in keys[:-1]:
+        cur = cur[int(k)] if isinstance(cur, list) else cur.setdefault(k, {})
+    if value is _DELETE:
+        del cur[keys[-1]]
+    else:
+        cur[keys[-1]] = value
+
+
+_DELETE = object()
+
+
+@pytest.mark.parametrize("path,value,fragment", [
+    ("process.args", "true", "process.args: expected an array"),
+    ("process.args", [], "process.args"),
+    ("process.args", [1], "process.args[0]"),
+    ("process.cwd", "tmp", "process.cwd"),
+    ("process.cwd", _DELETE, "process.cwd: is required"),
+    ("process.user.uid", "0", "process.user.uid: expected an integer"),
+    ("process.user.uid", -1, "process.user.uid"),
+    ("process.env", ["A=\u0000"], "process.env[0]: contains a NUL byte"),
+    ("process.terminal", "yes", "process.terminal: expected a boolean"),
+    ("process.rlimits", [{"type": "RLIMIT_NOFILE", "soft": 1, "hard": 1},
+                         {"type": "RLIMIT_NOFILE", "soft": 2, "hard": 2}],
+     "duplicate rlimit"),
+    ("process.rlimits", [{"type": "RLIMIT_BOGUS", "soft": 1, "hard": 1}], "RLIMIT_BOGUS"),
+    ("process.rlimits", [{"type": "RLIMIT_NOFILE", "soft": 5, "hard": 1}], "soft limit"),
+    ("process.oomScoreAdj", 5000, "process.oomScoreAdj"),
+    ("ociVersion", 1, "ociVersion"),
+    ("root.path", "does-not-exist", "root.path"),
+    ("mounts", {}, "mounts: expected an array"),
+    ("mounts.0.destination", 7, "mounts[0].destination"),
+    ("linux.namespaces", [{"type": "bogus"}], "unknown namespace type"),
+    ("linux.namespaces", [{"type": "pid"}, {"type": "pid"}], "duplicate namespace"),
+    ("linux.namespaces", [{"type": "mount"}, {"type": "user"}], "user namespaces"),
+    ("linux.namespaces", [{"type": "mount"}, {"type": "network", "path": "/nope"}],
+     "linux.namespaces[1].path"),
+    ("linux.namespaces", [{"type": "mount"}, {"type": "network",
+                                              "path": "/proc/self/ns/ipc"}],
+     "is not a network namespace"),
+    ("linux.namespaces", [{"type": "mount"}, {"type": "network", "path": "/etc/passwd"}],
+     "is not a namespace"),
+    ("linux.devices", [{"type": "x", "path": "/dev/x"}], "linux.devices[0].type"),
+    ("linux.devices", [{"type": "c", "path": "/etc/x", "major": 1, "minor": 1}],
+     "must be under /dev"),
+    ("linux.rootfsPropagation", "sideways", "linux.rootfsPropagation"),
+    ("hooks.prestart", [{"path": "relative"}], "hooks.prestart[0].path"),
+    ("hooks.poststop", [{"path": "/bin/true", "timeout": 0}], "hooks.poststop[0].timeout"),
+    ("annotations", {"k": 1}, "annotations.k"),
+    ("linux.cgroupsPath", "machine.slice:yacr:x", "systemd"),
+    ("linux.cgroupsPath", "/a/../../b", "must not contain"),
+    ("hostname", ["x"], "hostname"),
+])
+def test_wrong_fields(runtime, bundles, path, value, fragment):
+    spec = bundles.spec(["true"])
+    _edit(spec, path, value)
+    cid = runtime.new_id()
+    p = runtime("create", "--bundle", bundles.write(spec), cid)
+    assert_clean_error(p, fragment)
+    assert_nothing_left(runtime, cid)
+
+
+def test_hostname_without_uts_namespace(runtime, bundles):
+    spec = bundles.spec(["true"])
+    spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"] if n["type"] != "uts"]
+    cid = runtime.new_id()
+    assert_clean_error(runtime("create", "--bundle", bundles.write(spec), cid), "uts")
+    assert_nothing_left(runtime, cid)
+
+
+def test_missing_binary_uses_runc_wording(runtime, bundles):
+    cid = runtime.new_id()
+    p = runtime("create", "--bundle", bundles.make(["no-such-program"]), cid)
+    assert_clean_error(p, 'exec: "no-such-program": executable file not found in $PATH')
+    p = runtime("create", "--bundle", bundles.make(["/bin/nope"]), cid)
+    assert_clean_error(p, "no such file or directory")
+    p = runtime("create", "--bundle", bundles.make(["/etc/passwd"]), cid)
+    assert_clean_error(p, "permission denied")
+    assert_nothing_left(runtime, cid)
+
+
+def test_missing_cwd(runtime, bundles):
+    spec = bundles.spec(["true"])
+    spec["process"]["cwd"] = "/no/such/dir"
+    cid = runtime.new_id()
+    assert_clean_error(runtime("create", "--bundle", bundles.write(spec), cid), "/no/such/dir")
+    assert_nothing_left(runtime, cid)
+
+
+def test_operations_on_unknown_ids(runtime):
+    for args in (["start", "ghost"], ["state", "ghost"], ["kill", "ghost"], ["delete", "ghost"],
+                 ["exec", "ghost", "true"], ["ps", "ghost"], ["pause", "ghost"]):
+        assert_clean_error(runtime(*args), "does not exist")
+
+
+def test_wrong_state_operations(runtime, bundles):
+    cid = runtime.new_id()
+    runtime("create", "--bundle", bundles.make(["sleep", "1000"]), cid, check=True)
+    assert_clean_error(runtime("resume", cid), "not paused")
+    runtime("start", cid, check=True)
+    assert_clean_error(runtime("start", cid), "running")
+    assert_clean_error(runtime("delete", cid), "not stopped")
+    runtime("kill", cid, "KILL", check=True)
+    time.sleep(0.2)
+    assert_clean_error(runtime("start", cid), "stopped")
+    assert_clean_error(runtime("exec", cid, "true"), "stopped")
+    runtime("delete", cid, check=True)
+
+
+def test_cli_usage_errors(runtime):
+    assert_clean_error(runtime("create"), "missing container id")
+    assert_clean_error(runtime("frobnicate", "x"), "unknown command")
+    assert_clean_error(runtime("create", "--nope", "x"), "flag provided but not defined")
+    assert_clean_error(runtime("create", "--preserve-fds", "x", "c"), "--preserve-fds")
+    assert_clean_error(runtime("kill", "a", "NOTASIGNAL"), "signal")
+    assert_clean_error(runtime("list", "--format", "xml"), "format")
+    p = subprocess.run([*runtime.cmd("state", "x")[:3], "--log-format", "yaml", "state", "x"],
+                       capture_output=True, text=True)
+    assert_clean_error(p, "--log-format")
+
+
+def test_error_goes_to_json_log(runtime, tmp_path):
+    log = tmp_path / "log.json"
+    p = runtime("delete", "ghost", log=str(log), log_format="json")
+    assert p.returncode == 1
+    recs = [json.loads(line) for line in log.read_text().splitlines()]
+    assert recs[-1]["level"] == "error"
+    assert "does not exist" in recs[-1]["msg"]
+    assert recs[-1]["time"].endswith("Z") and "T" in recs[-1]["time"]
+    text = tmp_path / "log.txt"
+    runtime("delete", "ghost", log=str(text))
+    assert 'level=error msg="container does not exist' in text.read_text()
+
+
+def test_success_prints_nothing_on_stderr(runtime, bundles):
+    cid = runtime.new_id()
+    for args in (("create", "--bundle", bundles.make(["sleep", "10"]), cid), ("start", cid),
+                 ("state", cid), ("kill", cid, "9"), ("delete", "--force", cid)):
+        p = runtime(*args)
+        assert p.returncode == 0 and p.stderr == "", (args, p.stderr)
+
+
+def test_oversized_config(runtime, tmp_path):
+    (tmp_path / "config.json").write_text('{"x": "' + "a" * (9 * 1024 * 1024) + '"}')
+    assert_clean_error(runtime("create", "--bundle", str(tmp_path), runtime.new_id()),
+                       "larger than")
+
+
+def test_deeply_nested_config(runtime, tmp_path):
+    (tmp_path / "config.json").write_text("[" * 100000 + "]" * 100000)
+    assert_clean_error(runtime("create", "--bundle", str(tmp_path), runtime.new_id()),
+                       "config.json")
+
+
+def test_failing_create_runtime_hook_cleans_up(runtime, bundles, tmp_path):
+    spec = bundles.spec(["true"])
+    spec["hooks"] = {"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c",
+                                                                    "echo broken >&2; exit 3"]}]}
+    cid = runtime.new_id()
+    p = runtime("create", "--bundle", bundles.write(spec), cid)
+    assert_clean_error(p, "createRuntime hook #0", "exit status 3", "broken")
+    assert_nothing_left(runtime, cid)
+
+
+def test_sigkill_during_create_leaves_only_what_delete_force_removes(runtime, bundles,
+                                                                     tmp_path):
+    marker = tmp_path / "in-hook"
+    spec = bundles.spec(["true"])
+    spec["hooks"] = {"createRuntime": [{"path": "/bin/sh", "args": [
+        "sh", "-c", f"cat > /dev/null; touch {marker}; sleep 100"]}]}
+    cid = runtime.new_id()
+    proc = subprocess.Popen(runtime.cmd("create", "--bundle", bundles.write(spec), cid),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert marker.exists()
+    st = json.loads((runtime.root / cid / "state.json").read_text())
+    init_pid = st["pid"]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    # init dies with its runtime (parent-death signal)
+    deadline = time.monotonic() + 5
+    while os.path.exists(f"/proc/{init_pid}") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert runtime.state(cid)["status"] == "stopped"
+    runtime("delete", "--force", cid, check=True)
+    assert_nothing_left(runtime, cid)
+    # the id can be reused
+    runtime("run", "--bundle", bundles.make(["true"]), cid, check=True)
+    subprocess.run(["pkill", "-f", f"touch {marker}; sleep 100"])

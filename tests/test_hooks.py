@@ -1,0 +1,159 @@
+"""OCI hooks: order, namespaces, state on stdin, args/env, timeouts and failure semantics."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+
+
+def recorder(tmp_path, name: str, extra: str = "") -> dict:
+    """A hook (run by the host's /bin/sh) that saves its stdin, argv, env and namespaces."""
+    out = tmp_path / "hooks"
+    out.mkdir(exist_ok=True)
+    script = (f"cat > {out}/{name}.state; echo \"$0 $1 $HOOKVAR\" > {out}/{name}.args; "
+              f"readlink /proc/self/ns/mnt > {out}/{name}.mnt; hostname > {out}/{name}.host; "
+              f"echo {name} >> {out}/order; {extra}")
+    return {"path": "/bin/sh", "args": ["sh", "-c", script, f"arg-{name}"],
+            "env": ["HOOKVAR=v-" + name]}
+
+
+def read(tmp_path, name: str, kind: str) -> str:
+    return (tmp_path / "hooks" / f"{name}.{kind}").read_text()
+
+
+def test_all_hooks_in_order_with_state(runtime, bundles, tmp_path):
+    shared = tmp_path / "hooks"
+    shared.mkdir()
+    spec = bundles.spec(["true"])
+    spec["hostname"] = "hooked"
+    # startContainer runs inside the container: its path resolves in the rootfs, and it
+    # writes into a bind-mounted host directory.
+    spec["mounts"].append({"destination": "/hooks", "type": "bind", "source": str(shared),
+                           "options": ["rbind"]})
+    start_hook = {"path": "/bin/sh", "args": [
+        "sh", "-c", "cat > /hooks/startContainer.state; hostname > /hooks/startContainer.host;"
+        " echo startContainer >> /hooks/order"]}
+    spec["hooks"] = {
+        "prestart": [recorder(tmp_path, "prestart")],
+        "createRuntime": [recorder(tmp_path, "createRuntime")],
+        "createContainer": [recorder(tmp_path, "createContainer")],
+        "startContainer": [start_hook],
+        "poststart": [recorder(tmp_path, "poststart")],
+        "poststop": [recorder(tmp_path, "poststop")],
+    }
+    spec["process"]["args"] = ["sh", "-c", "echo process >> /hooks/order"]
+    cid = runtime.new_id()
+    b = bundles.write(spec)
+    runtime("create", "--bundle", b, cid, check=True)
+    order = (shared / "order").read_text().split()
+    assert order == ["prestart", "createRuntime", "createContainer"]
+    init_pid = runtime.state(cid)["pid"]
+    runtime("start", cid, check=True)
+    deadline = time.monotonic() + 5
+    while runtime.state(cid)["status"] != "stopped" and time.monotonic() < deadline:
+        time.sleep(0.02)
+    runtime("delete", cid, check=True)
+    order = (shared / "order").read_text().split()
+    assert order[:4] == ["prestart", "createRuntime", "createContainer", "startContainer"]
+    assert set(order[4:6]) == {"process", "poststart"}
+    assert order[6:] == ["poststop"]
+
+    host_mnt = os.readlink("/proc/self/ns/mnt")
+    # runtime namespace hooks
+    for name in ("prestart", "createRuntime", "poststart", "poststop"):
+        assert read(tmp_path, name, "mnt").strip() == host_mnt, name
+        assert read(tmp_path, name, "args").split() == [f"arg-{name}", f"v-{name}"][:2] or \
+            read(tmp_path, name, "args").strip().endswith(f"v-{name}")
+    # container namespace hooks see the container's hostname and mount namespace
+    assert read(tmp_path, "createContainer", "mnt").strip() != host_mnt
+    assert read(tmp_path, "createContainer", "host").strip() == "hooked"
+    assert (shared / "startContainer.host").read_text().strip() == "hooked"
+
+    states = {n: json.loads(read(tmp_path, n, "state"))
+              for n in ("prestart", "createRuntime", "createContainer", "poststart", "poststop")}
+    states["startContainer"] = json.loads((shared / "startContainer.state").read_text())
+    for n, st in states.items():
+        assert st["id"] == cid, n
+        assert st["bundle"] == b, n
+        assert st["ociVersion"], n
+    assert states["createRuntime"]["status"] == "creating"
+    assert states["createRuntime"]["pid"] == init_pid  # as the runtime sees it
+    assert states["createContainer"]["pid"] == 1  # as the container sees it
+    assert states["poststart"]["status"] == "running"
+    assert states["poststop"]["status"] == "stopped"
+
+
+def test_hook_args_and_env(runtime, bundles, tmp_path):
+    spec = bundles.spec(["true"])
+    spec["hooks"] = {"prestart": [recorder(tmp_path, "p")]}
+    runtime("run", "--bundle", bundles.write(spec), runtime.new_id(), check=True)
+    assert read(tmp_path, "p", "args").split() == ["arg-p", "v-p"] or \
+        read(tmp_path, "p", "args").split()[-1] == "v-p"
+
+
+def test_hook_timeout(runtime, bundles):
+    spec = bundles.spec(["true"])
+    spec["hooks"] = {"createRuntime": [{"path": "/bin/sleep", "args": ["sleep", "30"],
+                                        "timeout": 1}]}
+    cid = runtime.new_id()
+    t = time.monotonic()
+    p = runtime("create", "--bundle", bundles.write(spec), cid)
+    assert time.monotonic() - t < 10
+    assert p.returncode == 1
+    assert "timed out" in p.stderr
+    assert os.listdir(runtime.root) == []
+
+
+@pytest.mark.parametrize("kind", ["prestart", "createContainer"])
+def test_failing_create_hooks_stop_create(runtime, bundles, kind):
+    spec = bundles.spec(["true"])
+    spec["hooks"] = {kind: [{"path": "/bin/false"}]}
+    cid = runtime.new_id()
+    p = runtime("create", "--bundle", bundles.write(spec), cid)
+    assert p.returncode == 1
+    assert f"{kind} hook #0" in p.stderr
+    assert os.listdir(runtime.root) == []
+
+
+def test_failing_poststart_stops_the_container(runtime, bundles):
+    spec = bundles.spec(["sleep", "1000"])
+    spec["hooks"] = {"poststart": [{"path": "/bin/false"}]}
+    cid = runtime.new_id()
+    runtime("create", "--bundle", bundles.write(spec), cid, check=True)
+    pid = runtime.state(cid)["pid"]
+    p = runtime("start", cid)
+    assert p.returncode == 1 and "poststart" in p.stderr
+    deadline = time.monotonic() + 5
+    while os.path.exists(f"/proc/{pid}/stat") and time.monotonic() < deadline:
+        with open(f"/proc/{pid}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                break
+        time.sleep(0.02)
+    assert runtime.state(cid)["status"] == "stopped"
+
+
+def test_failing_poststop_only_warns(runtime, bundles, tmp_path):
+    spec = bundles.spec(["true"])
+    spec["hooks"] = {"poststop": [{"path": "/bin/false"}, recorder(tmp_path, "second")]}
+    cid = runtime.new_id()
+    log = tmp_path / "log.json"
+    runtime("run", "--keep", "--bundle", bundles.write(spec), cid, check=True)
+    p = runtime("delete", cid, log=str(log), log_format="json")
+    assert p.returncode == 0, p.stderr
+    assert runtime("state", cid).returncode == 1
+    recs = [json.loads(x) for x in log.read_text().splitlines()]
+    assert any(r["level"] == "warning" and "poststop" in r["msg"] for r in recs)
+    # a warning does not stop the remaining hooks
+    assert (tmp_path / "hooks" / "second.state").exists()
+
+
+def test_failing_start_container_hook(runtime, bundles):
+    spec = bundles.spec(["sleep", "1000"])
+    spec["hooks"] = {"startContainer": [{"path": "/bin/false"}]}
+    cid = runtime.new_id()
+    p = runtime("run", "--bundle", bundles.write(spec), cid)
+    assert p.returncode != 0
+    assert "startContainer" in p.stderr
