@@ -250,7 +250,7 @@ def test_sigkill_during_create_leaves_only_what_delete_force_removes(runtime, bu
     marker = tmp_path / "in-hook"
     spec = bundles.spec(["true"])
     spec["hooks"] = {"createRuntime": [{"path": "/bin/sh", "args": [
-        "sh", "-c", f"cat > /dev/null; touch {marker}; sleep 100"]}]}
+        "sh", "-c", f"cat > {marker}.state; touch {marker}; sleep 100"]}]}
     cid = runtime.new_id()
     proc = subprocess.Popen(runtime.cmd("create", "--bundle", bundles.write(spec), cid),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -258,8 +258,8 @@ def test_sigkill_during_create_leaves_only_what_delete_force_removes(runtime, bu
     while not marker.exists() and time.monotonic() < deadline:
         time.sleep(0.01)
     assert marker.exists()
-    st = json.loads((runtime.root / cid / "state.json").read_text())
-    init_pid = st["pid"]
+    init_pid = json.loads(open(f"{marker}.state").read())["pid"]
+    assert init_pid > 0
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     # init dies with its runtime (parent-death signal)
@@ -272,3 +272,5 @@ def test_sigkill_during_create_leaves_only_what_delete_force_removes(runtime, bu
     # the id can be reused
     runtime("run", "--bundle", bundles.make(["true"]), cid, check=True)
     subprocess.run(["pkill", "-f", f"touch {marker}; sleep 100"])
+    assert not os.path.exists(f"/proc/{init_pid}/stat") or \
+        open(f"/proc/{init_pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z"

@@ -412,5 +412,15 @@ def _main(argv: list[str], log: Log) -> int:
 
 
 def entrypoint() -> None:
-    """The console script: exit with what main returns."""
-    sys.exit(main())
+    """The console script: exit with what main returns.
+
+    os._exit skips interpreter finalization (~2 ms of tearing down modules that are about
+    to vanish anyway); only the standard streams need flushing first.
+    """
+    code = main()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    os._exit(code)

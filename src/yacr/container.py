@@ -15,7 +15,6 @@ import os
 
 from yacr import cgroups, protocol
 from yacr.errors import NotFoundError, StateError, YacrError
-from yacr.hooks import HookError, run_hook_dicts, run_hooks
 from yacr.linux import sys as S
 from yacr.log import rfc3339_now
 from yacr.state import CONFIG_COPY, EXEC_FIFO, State, Store, dir_name, proc_stat, write_atomic
@@ -145,14 +144,17 @@ def create(ctx: Context, cid: str, bundle: str, *, console_socket: str | None = 
             csock.close()
         plan.close()
 
+        # Not saved yet: until commit, init dies with this process (parent-death signal).
         info = proc_stat(pid)
         st.pid = pid
         st.start_time = info[1] if info else 0
-        st.save()
         chan.recv(protocol.CREATE_HOOKS)
-        hs = _hook_state(st, "creating")
-        run_hooks("prestart", spec.hooks.get("prestart", []), hs)
-        run_hooks("createRuntime", spec.hooks.get("createRuntime", []), hs)
+        if spec.hooks.get("prestart") or spec.hooks.get("createRuntime"):
+            from yacr.hooks import run_hooks
+
+            hs = _hook_state(st, "creating")
+            run_hooks("prestart", spec.hooks.get("prestart", []), hs)
+            run_hooks("createRuntime", spec.hooks.get("createRuntime", []), hs)
         chan.send(protocol.HOOKS_DONE)
         msg, fds = chan.recv(protocol.READY, protocol.PTY_MASTER)
         if msg["type"] == protocol.PTY_MASTER:
@@ -250,11 +252,18 @@ def start(ctx: Context, cid: str) -> None:
                          if status != "stopped" else "cannot start a container that has stopped")
     _release(st)
     try:
-        run_hook_dicts("poststart", st.hooks.get("poststart", []), _hook_state(st, "running"))
-    except HookError:
+        _poststart(st)
+    except YacrError:
         # The spec: a failing poststart hook stops the container, and start fails.
         _kill_init(st, 9)
         raise
+
+
+def _poststart(st: State) -> None:
+    if st.hooks.get("poststart"):
+        from yacr.hooks import run_hook_dicts
+
+        run_hook_dicts("poststart", st.hooks["poststart"], _hook_state(st, "running"))
 
 
 def _release(st: State) -> None:
@@ -387,8 +396,11 @@ def destroy(ctx: Context, st: State, run_poststop: bool = True) -> None:
             raise
     ctx.store.remove(st)
     if run_poststop:
-        run_hook_dicts("poststop", st.hooks.get("poststop", []), _hook_state(st, "stopped", 0),
-                       warn=ctx.log.warn)
+        if st.hooks.get("poststop"):
+            from yacr.hooks import run_hook_dicts
+
+            run_hook_dicts("poststop", st.hooks["poststop"], _hook_state(st, "stopped", 0),
+                           warn=ctx.log.warn)
 
 
 def state_of(ctx: Context, cid: str) -> dict[str, Any]:
@@ -416,7 +428,7 @@ def run(ctx: Context, cid: str, bundle: str, *, console_socket: str | None = Non
     st = created.state
     try:
         _release(st)
-        run_hook_dicts("poststart", st.hooks.get("poststart", []), _hook_state(st, "running"))
+        _poststart(st)
     except BaseException:
         _kill_init(st, 9)
         _reap(created.pid)

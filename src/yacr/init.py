@@ -16,8 +16,7 @@ import os
 from yacr import protocol
 from yacr.cgroups import join_self
 from yacr.errors import YacrError
-from yacr.hooks import run_hooks
-from yacr.linux import capabilities, console, process, rootfs
+from yacr.linux import capabilities, process, rootfs
 from yacr.linux import sys as S
 from yacr.linux.namespaces import JOIN_ORDER
 
@@ -128,6 +127,12 @@ def _setup(cfg: InitConfig) -> None:
     proc: Process | None = spec.process
     if proc is None:
         raise YacrError("process: is required to create a container")
+    # Whatever init imports must be imported before pivot_root, when the host's Python
+    # library is still reachable; what only some containers need is imported only for them.
+    if proc.terminal:
+        from yacr.linux import console
+    if spec.hooks:
+        from yacr.hooks import run_hooks
     S.prctl(S.PR_SET_PDEATHSIG, 9)
     # Modes of what init creates (device nodes, mount points) are exactly the configured ones.
     os.umask(0)
@@ -166,8 +171,9 @@ def _setup(cfg: InitConfig) -> None:
 
     cfg.chan.send(protocol.CREATE_HOOKS)
     cfg.chan.recv(protocol.HOOKS_DONE)
-    run_hooks("createContainer", spec.hooks.get("createContainer", []),
-              _state(cfg, "creating", os.getpid()))
+    if spec.hooks.get("createContainer"):
+        run_hooks("createContainer", spec.hooks["createContainer"],
+                  _state(cfg, "creating", os.getpid()))
 
     if root is not None:
         root.pivot(cfg.no_pivot, spec.linux.rootfs_propagation)
@@ -223,12 +229,13 @@ def _setup(cfg: InitConfig) -> None:
         except InterruptedError:
             continue
     os.close(cfg.fifo_fd)
-    try:
-        run_hooks("startContainer", spec.hooks.get("startContainer", []),
-                  _state(cfg, "created", os.getpid()))
-    except YacrError as e:
-        os.write(2, f"yacr: {e}\n".encode())
-        os._exit(1)
+    if spec.hooks.get("startContainer"):
+        try:
+            run_hooks("startContainer", spec.hooks["startContainer"],
+                      _state(cfg, "created", os.getpid()))
+        except YacrError as e:
+            os.write(2, f"yacr: {e}\n".encode())
+            os._exit(1)
     for sig in (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT,
                 _signal.SIGUSR1, _signal.SIGUSR2):
         _signal.signal(sig, _signal.SIG_DFL)

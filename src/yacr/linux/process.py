@@ -8,7 +8,6 @@ directory" to exit code 127 and "permission denied" to 126.
 from __future__ import annotations
 
 import os
-import resource
 import stat
 
 from yacr.errors import YacrError
@@ -21,20 +20,22 @@ if TYPE_CHECKING:
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
+# Linux's RLIMIT_* numbers (the same on every architecture yacr runs on). The `resource`
+# module would do, but it is a shared library to load on every start; ctypes is loaded anyway.
+RLIMIT_NUMBERS = {"RLIMIT_CPU": 0, "RLIMIT_FSIZE": 1, "RLIMIT_DATA": 2, "RLIMIT_STACK": 3,
+                  "RLIMIT_CORE": 4, "RLIMIT_RSS": 5, "RLIMIT_NPROC": 6, "RLIMIT_NOFILE": 7,
+                  "RLIMIT_MEMLOCK": 8, "RLIMIT_AS": 9, "RLIMIT_LOCKS": 10,
+                  "RLIMIT_SIGPENDING": 11, "RLIMIT_MSGQUEUE": 12, "RLIMIT_NICE": 13,
+                  "RLIMIT_RTPRIO": 14, "RLIMIT_RTTIME": 15}
+
+
 def set_rlimits(proc: Process) -> None:
     for r in proc.rlimits:
-        which = getattr(resource, r.type, None)
-        if which is None:
-            raise YacrError(f"process.rlimits: {r.type} is not supported on this host")
         try:
-            resource.setrlimit(which, (_lim(r.soft), _lim(r.hard)))
-        except (ValueError, OSError) as e:
+            S.setrlimit(RLIMIT_NUMBERS[r.type], r.soft, r.hard)
+        except OSError as e:
             raise YacrError(f"process.rlimits: cannot set {r.type} to soft={r.soft} "
-                            f"hard={r.hard}: {getattr(e, 'strerror', None) or e}") from None
-
-
-def _lim(v: int) -> int:
-    return resource.RLIM_INFINITY if v >= (1 << 64) - 1 else v
+                            f"hard={r.hard}: {e.strerror}") from None
 
 
 def env_map(env: list[str]) -> dict[str, str]:

@@ -251,6 +251,16 @@ def capget(pid: int = 0) -> tuple[int, int, int]:
     return eff, per, inh
 
 
+class _Rlimit(ctypes.Structure):
+    _fields_ = [("cur", ctypes.c_uint64), ("max", ctypes.c_uint64)]
+
+
+def setrlimit(resource: int, soft: int, hard: int) -> None:
+    """prlimit(2) on this process; 2**64-1 is RLIM_INFINITY."""
+    new = _Rlimit(soft, hard)
+    _check(_libc.prlimit(0, resource, ctypes.byref(new), None), "prlimit")
+
+
 class Winsize(ctypes.Structure):
     _fields_ = [("ws_row", ctypes.c_ushort), ("ws_col", ctypes.c_ushort),
                 ("ws_xpixel", ctypes.c_ushort), ("ws_ypixel", ctypes.c_ushort)]
