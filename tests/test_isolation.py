@@ -160,6 +160,7 @@ def test_bind_mount_file_and_relative_destination(runtime, bundles, tmp_path):
     f = tmp_path / "hello.txt"
     f.write_text("hi-file\n")
     spec = sh(bundles, "cat /etc/hello.txt; cat /rel/hello.txt")
+    spec["root"]["path"] = bundles.private_rootfs()  # mount points get created in the rootfs
     spec["mounts"] += [
         {"destination": "/etc/hello.txt", "type": "bind", "source": str(f), "options": ["bind"]},
         {"destination": "rel/hello.txt", "type": "bind", "source": str(f), "options": ["bind"]},
@@ -363,3 +364,36 @@ def test_dev_is_a_tmpfs_not_host_dev(runtime, bundles):
     assert int(n) < 30
     assert fstype == "tmpfs"
     assert stat.S_ISDIR(os.stat("/dev").st_mode)
+
+
+def test_tmpcopyup_keeps_the_image_files(runtime, bundles):
+    spec = sh(bundles, "ls /etc | grep -c -E '^(group|hostname|passwd)$'; stat -f -c %T /etc; "
+              "touch /etc/new && echo w")
+    spec["mounts"].append({"destination": "/etc", "type": "tmpfs", "source": "tmpfs",
+                           "options": ["tmpcopyup", "mode=755"]})
+    out = run_in(runtime, bundles, spec).split()
+    assert out == ["3", "tmpfs", "w"]
+
+
+def test_join_pid_namespace_by_path(runtime, bundles):
+    a = runtime.new_id("a")
+    runtime("run", "-d", "--bundle", bundles.make(["sleep", "1000"]), a, check=True)
+    pid = runtime.state(a)["pid"]
+    spec = sh(bundles, "readlink /proc/self/ns/pid; ps -o pid,args | grep -c 'sleep 1000'")
+    for n in spec["linux"]["namespaces"]:
+        if n["type"] == "pid":
+            n["path"] = f"/proc/{pid}/ns/pid"
+    out = run_in(runtime, bundles, spec).split()
+    assert out[0] == os.readlink(f"/proc/{pid}/ns/pid")
+    assert int(out[1]) >= 1  # the other container's process is visible
+
+
+def test_io_priority_and_scheduler(runtime, bundles):
+    spec = sh(bundles, "grep -E '^(nice|policy)' /proc/self/sched 2>/dev/null | tr -s ' ';"
+              "cut -d' ' -f19 /proc/self/stat")
+    spec["process"]["ioPriority"] = {"class": "IOPRIO_CLASS_IDLE", "priority": 0}
+    spec["process"]["scheduler"] = {"policy": "SCHED_BATCH", "nice": 5}
+    p = runtime("run", "--bundle", bundles.write(spec), runtime.new_id())
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split()[-1] == "5"  # nice value in /proc/self/stat
+    assert "policy : 3" in p.stdout or "policy" not in p.stdout

@@ -155,21 +155,26 @@ def parse_flags(argv: list[str], flags: list[Flag], where: str,
 
 # --- commands ----------------------------------------------------------------------------
 
+def _create_options(o: dict[str, Any]) -> Any:
+    from yacr.container import CreateOptions
+
+    return CreateOptions(console_socket=o["console-socket"] or None,
+                         pid_file=o["pid-file"] or None, no_pivot=o["no-pivot"],
+                         no_new_keyring=o["no-new-keyring"], preserve_fds=o["preserve-fds"])
+
+
 def _create(ctx: Context, o: dict[str, Any], args: list[str]) -> int:
     from yacr import container
 
-    container.create(ctx, args[0], o["bundle"], console_socket=o["console-socket"] or None,
-                     pid_file=o["pid-file"] or None, no_pivot=o["no-pivot"],
-                     preserve_fds=o["preserve-fds"])
+    container.create(ctx, args[0], o["bundle"], _create_options(o))
     return 0
 
 
 def _run(ctx: Context, o: dict[str, Any], args: list[str]) -> int:
     from yacr import container
 
-    return container.run(ctx, args[0], o["bundle"], console_socket=o["console-socket"] or None,
-                         pid_file=o["pid-file"] or None, no_pivot=o["no-pivot"],
-                         preserve_fds=o["preserve-fds"], detach=o["detach"], keep=o["keep"])
+    return container.run(ctx, args[0], o["bundle"], _create_options(o), detach=o["detach"],
+                         keep=o["keep"])
 
 
 def _start(ctx: Context, o: dict[str, Any], args: list[str]) -> int:

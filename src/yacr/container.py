@@ -41,6 +41,21 @@ class Context:
         return Store(self.root)
 
 
+class CreateOptions:
+    """create's (and run's) flags, as runc spells them."""
+
+    __slots__ = ("console_socket", "pid_file", "no_pivot", "no_new_keyring", "preserve_fds")
+
+    def __init__(self, console_socket: str | None = None, pid_file: str | None = None,
+                 no_pivot: bool = False, no_new_keyring: bool = False,
+                 preserve_fds: int = 0) -> None:
+        self.console_socket = console_socket
+        self.pid_file = pid_file
+        self.no_pivot = no_pivot
+        self.no_new_keyring = no_new_keyring
+        self.preserve_fds = preserve_fds
+
+
 class Created:
     """What `create` hands to `run`: the init pid (our child) and, for a terminal, the pty."""
 
@@ -67,8 +82,7 @@ def write_pid_file(path: str, pid: int) -> None:
         raise YacrError(f"--pid-file {path}: {e.strerror}") from None
 
 
-def create(ctx: Context, cid: str, bundle: str, *, console_socket: str | None = None,
-           pid_file: str | None = None, no_pivot: bool = False, preserve_fds: int = 0,
+def create(ctx: Context, cid: str, bundle: str, opts: CreateOptions,
            detach: bool = True) -> Created:
     from yacr import handlers, init
     from yacr import spec as specmod
@@ -84,9 +98,9 @@ def create(ctx: Context, cid: str, bundle: str, *, console_socket: str | None = 
     proc = spec.process
     if proc is None:
         raise YacrError("process: is required to create a container")
-    if proc.terminal and console_socket is None and detach:
+    if proc.terminal and opts.console_socket is None and detach:
         raise YacrError("process.terminal is true but no --console-socket was given")
-    if preserve_fds < 0:
+    if opts.preserve_fds < 0:
         raise YacrError("--preserve-fds must not be negative")
     handler = handlers.select(spec)
     handler.prepare(spec)
@@ -130,13 +144,13 @@ def create(ctx: Context, cid: str, bundle: str, *, console_socket: str | None = 
         fifo_fd = os.open(fifo, os.O_RDWR | os.O_CLOEXEC)
         chan, init_chan = protocol.Channel.pair()
         csock = None
-        if proc.terminal and console_socket is not None:
+        if proc.terminal and opts.console_socket is not None:
             from yacr.linux.console import connect_socket
 
-            csock = connect_socket(console_socket)
+            csock = connect_socket(opts.console_socket)
         ctx.log.hold()
         cfg = init.InitConfig(cid, spec, bundle, init_chan, plan, layout, paths, fifo_fd, csock,
-                              no_pivot, preserve_fds, handler, ctx.log)
+                              opts, handler, ctx.log)
         pid = _fork_into_namespaces(plan, spec.linux.time_offsets, cfg, chan, st.dirfd)
         init_chan.close()
         os.close(fifo_fd)
@@ -162,8 +176,8 @@ def create(ctx: Context, cid: str, bundle: str, *, console_socket: str | None = 
             chan.recv(protocol.READY)
         st.phase = "created"
         st.save()
-        if pid_file:
-            write_pid_file(pid_file, pid)
+        if opts.pid_file:
+            write_pid_file(opts.pid_file, pid)
         chan.send(protocol.COMMIT)
         chan.recv(protocol.COMMITTED)
         chan.close()
@@ -419,12 +433,10 @@ def list_states(ctx: Context) -> list[dict[str, Any]]:
     return out
 
 
-def run(ctx: Context, cid: str, bundle: str, *, console_socket: str | None = None,
-        pid_file: str | None = None, no_pivot: bool = False, preserve_fds: int = 0,
-        detach: bool = False, keep: bool = False) -> int:
+def run(ctx: Context, cid: str, bundle: str, opts: CreateOptions, detach: bool = False,
+        keep: bool = False) -> int:
     """create + start, and unless detached, wait for the container and delete it."""
-    created = create(ctx, cid, bundle, console_socket=console_socket, pid_file=pid_file,
-                     no_pivot=no_pivot, preserve_fds=preserve_fds, detach=detach)
+    created = create(ctx, cid, bundle, opts, detach=detach)
     st = created.state
     try:
         _release(st)

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from typing import Any, NoReturn
 
     from yacr.cgroups import Layout
+    from yacr.container import CreateOptions
     from yacr.handlers import Handler
     from yacr.linux.namespaces import Plan
     from yacr.log import Log
@@ -51,12 +52,11 @@ class InitConfig:
     """Everything init needs, prepared by the runtime before the fork."""
 
     __slots__ = ("cid", "spec", "bundle", "chan", "plan", "layout", "cgroup_paths",
-                 "fifo_fd", "console_sock", "no_pivot", "preserve_fds", "handler", "log",
-                 "committed")
+                 "fifo_fd", "console_sock", "opts", "handler", "log", "committed")
 
     def __init__(self, cid: str, spec: Spec, bundle: str, chan: protocol.Channel, plan: Plan,
                  layout: Layout | None, cgroup_paths: dict[str, str], fifo_fd: int,
-                 console_sock: _socket.socket | None, no_pivot: bool, preserve_fds: int,
+                 console_sock: _socket.socket | None, opts: CreateOptions,
                  handler: Handler, log: Log) -> None:
         self.cid = cid
         self.spec = spec
@@ -67,8 +67,7 @@ class InitConfig:
         self.cgroup_paths = cgroup_paths
         self.fifo_fd = fifo_fd
         self.console_sock = console_sock
-        self.no_pivot = no_pivot
-        self.preserve_fds = preserve_fds
+        self.opts = opts
         self.handler = handler
         self.log = log
         self.committed = False
@@ -147,6 +146,9 @@ def _setup(cfg: InitConfig) -> None:
         if kind in plan.join and kind not in ("pid", "time", "mount"):
             S.setns(plan.join[kind], 0)
     S.unshare(plan.unshare & ~(S.CLONE_NEWPID | S.CLONE_NEWTIME))
+    if not cfg.opts.no_new_keyring:
+        # A session keyring of its own, so the container cannot read the caller's keys.
+        S.join_session_keyring(f"_ses.{cfg.cid}"[:255])
     # Names first, so createRuntime and createContainer hooks already see them.
     if spec.hostname is not None:
         if "uts" not in plan.types:
@@ -176,7 +178,7 @@ def _setup(cfg: InitConfig) -> None:
                   _state(cfg, "creating", os.getpid()))
 
     if root is not None:
-        root.pivot(cfg.no_pivot, spec.linux.rootfs_propagation)
+        root.pivot(cfg.opts.no_pivot, spec.linux.rootfs_propagation)
     else:
         os.chdir("/")
     os.umask(0o022)
@@ -239,7 +241,7 @@ def _setup(cfg: InitConfig) -> None:
     for sig in (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT,
                 _signal.SIGUSR1, _signal.SIGUSR2):
         _signal.signal(sig, _signal.SIG_DFL)
-    S.close_range_cloexec(3 + cfg.preserve_fds)
+    S.close_range_cloexec(3 + cfg.opts.preserve_fds)
     try:
         cfg.handler.run(path, proc.args, env)
     except OSError as e:

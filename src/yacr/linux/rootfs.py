@@ -138,15 +138,23 @@ class Rootfs:
             self._cgroup(dest, opts, layout, cgroup_paths, cgroupns)
             return
         fd = self.ensure(dest, True)
+        under = -1
         try:
             _check_not_symlinked_proc(fd, kind, dest)
-            flags = opts.flags & ~S.MS_BIND
-            data = opts.data
-            if "tmpcopyup" in opts.extra:
-                self.log.warn(f"mount option tmpcopyup on {dest} is not supported; ignored")
-            S.mount(m.source or kind, fdpath(fd), kind, flags, data or None)
+            if "tmpcopyup" in opts.extra and kind == "tmpfs":
+                # An fd opened before the mount keeps reaching the directory underneath.
+                under = self.open_in(dest, os.O_RDONLY | os.O_DIRECTORY)
+            S.mount(m.source or kind, fdpath(fd), kind, opts.flags & ~S.MS_BIND,
+                    opts.data or None)
         finally:
             os.close(fd)
+        if under >= 0:
+            top = self.open_in(dest, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                copy_tree(under, top)
+            finally:
+                os.close(top)
+                os.close(under)
         self._after(dest, opts)
 
     def _bind(self, m: Mount, opts: MountOptions, dest: str, bundle: str) -> None:
@@ -337,6 +345,44 @@ class Rootfs:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+def copy_tree(src: int, dst: int) -> None:
+    """Copy a directory's contents between two dirfds, never following symlinks
+    (tmpcopyup: the image's files under a fresh tmpfs)."""
+    for e in os.scandir(src):
+        st = e.stat(follow_symlinks=False)
+        mode = st.st_mode
+        if stat.S_ISDIR(mode):
+            os.mkdir(e.name, stat.S_IMODE(mode), dir_fd=dst)
+            a = os.open(e.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                        dir_fd=src)
+            b = os.open(e.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                        dir_fd=dst)
+            try:
+                copy_tree(a, b)
+            finally:
+                os.close(a)
+                os.close(b)
+        elif stat.S_ISLNK(mode):
+            os.symlink(os.readlink(e.name, dir_fd=src), e.name, dir_fd=dst)
+        elif stat.S_ISREG(mode):
+            a = os.open(e.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=src)
+            b = os.open(e.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                        | os.O_CLOEXEC, stat.S_IMODE(mode), dir_fd=dst)
+            try:
+                off = 0
+                while off < st.st_size:
+                    n = os.sendfile(b, a, off, st.st_size - off)
+                    if n <= 0:
+                        break
+                    off += n
+            finally:
+                os.close(a)
+                os.close(b)
+        else:
+            os.mknod(e.name, mode, st.st_rdev, dir_fd=dst)
+        os.chown(e.name, st.st_uid, st.st_gid, dir_fd=dst, follow_symlinks=False)
 
 
 def _make_parent_private(path: str) -> None:

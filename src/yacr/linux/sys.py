@@ -19,12 +19,13 @@ _syscall.restype = ctypes.c_long
 # architecture; the older ones differ, so they are tabled per machine.
 _MACHINE = os.uname().machine
 _OLD_NRS = {
-    "x86_64": {"pivot_root": 155, "capget": 125, "capset": 126},
-    "aarch64": {"pivot_root": 41, "capget": 90, "capset": 91},
-}.get(_MACHINE, {"pivot_root": 155, "capget": 125, "capset": 126})
+    "x86_64": {"pivot_root": 155, "capget": 125, "capset": 126, "keyctl": 250},
+    "aarch64": {"pivot_root": 41, "capget": 90, "capset": 91, "keyctl": 219},
+}.get(_MACHINE, {"pivot_root": 155, "capget": 125, "capset": 126, "keyctl": 250})
 NR_PIVOT_ROOT = _OLD_NRS["pivot_root"]
 NR_CAPGET = _OLD_NRS["capget"]
 NR_CAPSET = _OLD_NRS["capset"]
+NR_KEYCTL = _OLD_NRS["keyctl"]
 NR_OPEN_TREE = 428
 NR_MOVE_MOUNT = 429
 NR_CLOSE_RANGE = 436
@@ -249,6 +250,13 @@ def capget(pid: int = 0) -> tuple[int, int, int]:
     per = data[0].permitted | (data[1].permitted << 32)
     inh = data[0].inheritable | (data[1].inheritable << 32)
     return eff, per, inh
+
+
+def join_session_keyring(name: str) -> None:
+    """keyctl(KEYCTL_JOIN_SESSION_KEYRING): a new session keyring for this process."""
+    ret = _syscall(NR_KEYCTL, 1, name.encode())
+    if ret < 0 and ctypes.get_errno() not in (38,):  # ENOSYS: kernel without keys
+        _check(ret, "keyctl(JOIN_SESSION_KEYRING)")
 
 
 class _Rlimit(ctypes.Structure):
