@@ -280,6 +280,12 @@ def _resume(ctx: Context, o: dict[str, Any], args: list[str]) -> int:
     return 0
 
 
+def _bench(ctx: Context, o: dict[str, Any], args: list[str]) -> int:
+    from yacr.bench import main as bench_main
+
+    return bench_main(args)
+
+
 def _unsupported(ctx: Context, o: dict[str, Any], args: list[str]) -> int:
     raise YacrError("checkpoint/restore is not supported by yacr (CRIU does not work here)")
 
@@ -312,6 +318,9 @@ COMMANDS: dict[str, Command] = {c.name: c for c in [
             [Flag("format", "str", "table", "table or json", aliases=("f",))], _ps, 1, None),
     Command("pause", "freeze every process of a container", "pause ID", [], _pause),
     Command("resume", "thaw a paused container", "resume ID", [], _resume),
+    Command("bench", "benchmark yacr against runc and crun (see yacr bench --help)",
+            "bench [SCENARIO...] [--runtimes ...] [--runs N] [--quick] [--out DIR]", [],
+            _bench, 0, None),
     Command("checkpoint", "not supported", "checkpoint ID",
             [Flag("image-path", "str", ""), Flag("work-path", "str", ""),
              Flag("leave-running", "bool")], _unsupported, 0, None),
@@ -396,6 +405,11 @@ def _main(argv: list[str], log: Log) -> int:
     cmd = COMMANDS.get(name)
     if cmd is None:
         raise UsageError(f"unknown command {name!r}; see yacr --help")
+    if name == "bench":
+        # bench has its own argparse-based parser (a cold path; argparse is fine there)
+        from yacr.container import Context
+
+        return cmd.run(Context(os.path.abspath(g["root"]), log), {}, args)
     flags = cmd.flags + [Flag("help", "bool", aliases=("h",))]
     o, pos = parse_flags(args, flags, name)
     if o["help"] or g["help"]:
