@@ -179,18 +179,14 @@ def _write_attr(name: str, value: str, field: str, fallback: str | None) -> None
 
 
 def set_io_priority(cls: int, prio: int) -> None:
-    import ctypes
-
-    nr = 251 if os.uname().machine == "x86_64" else 30
-    val = (cls << 13) | prio
-    if S._syscall(nr, 1, 0, val) < 0:  # IOPRIO_WHO_PROCESS, self
-        err = ctypes.get_errno()
-        raise YacrError(f"process.ioPriority: {os.strerror(err)}")
+    try:
+        S.ioprio_set(cls, prio)
+    except OSError as e:
+        raise YacrError(f"process.ioPriority: {e.strerror}") from None
 
 
 def set_personality(persona: int) -> None:
-    import ctypes
-
-    fn = ctypes.CDLL(None, use_errno=True).personality
-    if fn(ctypes.c_ulong(persona)) < 0:
-        raise YacrError(f"linux.personality: {os.strerror(ctypes.get_errno())}")
+    try:
+        S.personality(persona)
+    except OSError as e:
+        raise YacrError(f"linux.personality: {e.strerror}") from None

@@ -4,28 +4,100 @@ Python 3.11 has no unshare, setns, mount, pivot_root, capset or openat2. Every
 other module goes through these thin wrappers, so a reader can audit all the
 kernel interfaces yacr touches in one file, and errors always come back as
 OSError with errno set (the CLI turns them into one-line messages).
+
+It binds libc's syscall(2) through `_ctypes` directly: `import ctypes` costs ~2.5 ms of
+class-building on every container start, for conveniences this module does not need.
+Arguments are wrapped as C longs, and kernel structures are packed with `struct`.
 """
 
 from __future__ import annotations
 
-import ctypes
+import _ctypes
 import os
+import struct
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_syscall = _libc.syscall
-_syscall.restype = ctypes.c_long
+
+class _long(_ctypes._SimpleCData):
+    _type_ = "l"
+
+
+class _char(_ctypes._SimpleCData):
+    _type_ = "c"
+
+
+class _Dll:
+    """What _ctypes.CFuncPtr wants from a library: a dlopen handle."""
+
+    def __init__(self) -> None:
+        self._handle = _ctypes.dlopen(None, 0)
+
+
+_LIBC = _Dll()
+
+
+class _Fn(_ctypes.CFuncPtr):
+    _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
+    _restype_ = _long
+
+
+def _libc_fn(name: str) -> _Fn:
+    return _Fn((name, _LIBC))
+
+
+_raw_syscall = _libc_fn("syscall")
+
+
+def _arg(a: int | bytes | str | object | None) -> object:
+    if a is None:
+        return None
+    if isinstance(a, int):
+        return _long(a if a < (1 << 63) else a - (1 << 64))
+    if isinstance(a, str):
+        return os.fsencode(a)
+    return a
+
+
+def _syscall(nr: int, *args: int | bytes | str | object | None) -> int:
+    """syscall(nr, args...) with every int passed as a C long (the kernel's register width)."""
+    return _raw_syscall(_long(nr), *[_arg(a) for a in args])
+
+
+def get_errno() -> int:
+    return _ctypes.get_errno()
+
+
+def _buffer(size: int) -> _ctypes.Array:
+    """A writable C buffer for the kernel to fill; bytes(buf) reads it back."""
+    return type("_buf", (_ctypes.Array,), {"_type_": _char, "_length_": size})()
+
 
 # Syscall numbers. Calls added after Linux 5.0 share one number on every
 # architecture; the older ones differ, so they are tabled per machine.
 _MACHINE = os.uname().machine
-_OLD_NRS = {
-    "x86_64": {"pivot_root": 155, "capget": 125, "capset": 126, "keyctl": 250},
-    "aarch64": {"pivot_root": 41, "capget": 90, "capset": 91, "keyctl": 219},
-}.get(_MACHINE, {"pivot_root": 155, "capget": 125, "capset": 126, "keyctl": 250})
-NR_PIVOT_ROOT = _OLD_NRS["pivot_root"]
-NR_CAPGET = _OLD_NRS["capget"]
-NR_CAPSET = _OLD_NRS["capset"]
-NR_KEYCTL = _OLD_NRS["keyctl"]
+_X86_64 = {"pivot_root": 155, "capget": 125, "capset": 126, "keyctl": 250, "mount": 165,
+           "umount2": 166, "unshare": 272, "setns": 308, "sethostname": 170,
+           "setdomainname": 171, "prctl": 157, "prlimit64": 302, "personality": 135,
+           "ioprio_set": 251, "ioctl": 16}
+_AARCH64 = {"pivot_root": 41, "capget": 90, "capset": 91, "keyctl": 219, "mount": 40,
+            "umount2": 39, "unshare": 97, "setns": 268, "sethostname": 161,
+            "setdomainname": 162, "prctl": 167, "prlimit64": 261, "personality": 92,
+            "ioprio_set": 30, "ioctl": 29}
+_NRS = {"x86_64": _X86_64, "aarch64": _AARCH64}.get(_MACHINE, _X86_64)
+NR_PIVOT_ROOT = _NRS["pivot_root"]
+NR_MOUNT = _NRS["mount"]
+NR_UMOUNT2 = _NRS["umount2"]
+NR_UNSHARE = _NRS["unshare"]
+NR_SETNS = _NRS["setns"]
+NR_SETHOSTNAME = _NRS["sethostname"]
+NR_SETDOMAINNAME = _NRS["setdomainname"]
+NR_PRCTL = _NRS["prctl"]
+NR_PRLIMIT64 = _NRS["prlimit64"]
+NR_PERSONALITY = _NRS["personality"]
+NR_IOPRIO_SET = _NRS["ioprio_set"]
+NR_IOCTL = _NRS["ioctl"]
+NR_CAPGET = _NRS["capget"]
+NR_CAPSET = _NRS["capset"]
+NR_KEYCTL = _NRS["keyctl"]
 NR_OPEN_TREE = 428
 NR_MOVE_MOUNT = 429
 NR_CLOSE_RANGE = 436
@@ -110,27 +182,9 @@ TIOCSWINSZ = 0x5414
 TIOCGPTN = 0x80045430
 TIOCSPTLCK = 0x40045431
 
-_mount = _libc.mount
-_mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
-                   ctypes.c_char_p]
-_umount2 = _libc.umount2
-_umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
-_unshare = _libc.unshare
-_unshare.argtypes = [ctypes.c_int]
-_setns = _libc.setns
-_setns.argtypes = [ctypes.c_int, ctypes.c_int]
-_sethostname = _libc.sethostname
-_sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
-_setdomainname = _libc.setdomainname
-_setdomainname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
-_prctl = _libc.prctl
-_prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-_ioctl = _libc.ioctl
-
-
 def _check(ret: int, what: str, path: str | bytes | None = None) -> int:
     if ret < 0:
-        err = ctypes.get_errno()
+        err = _ctypes.get_errno()
         if path is not None:
             raise OSError(err, f"{what}: {os.strerror(err)}", os.fsdecode(path))
         raise OSError(err, f"{what}: {os.strerror(err)}")
@@ -145,19 +199,20 @@ def _b(s: str | bytes | None) -> bytes | None:
 
 def mount(source: str | bytes | None, target: str | bytes, fstype: str | bytes | None,
           flags: int, data: str | bytes | None = None) -> None:
-    _check(_mount(_b(source), _b(target), _b(fstype), flags, _b(data)), "mount", target)
+    _check(_syscall(NR_MOUNT, _b(source), _b(target), _b(fstype), flags, _b(data)), "mount",
+           target)
 
 
 def umount2(target: str | bytes, flags: int = 0) -> None:
-    _check(_umount2(_b(target), flags), "umount", target)
+    _check(_syscall(NR_UMOUNT2, _b(target), flags), "umount", target)
 
 
 def unshare(flags: int) -> None:
-    _check(_unshare(flags), "unshare")
+    _check(_syscall(NR_UNSHARE, flags), "unshare")
 
 
 def setns(fd: int, nstype: int = 0) -> None:
-    _check(_setns(fd, nstype), "setns")
+    _check(_syscall(NR_SETNS, fd, nstype), "setns")
 
 
 def pivot_root(new_root: str, put_old: str) -> None:
@@ -166,24 +221,24 @@ def pivot_root(new_root: str, put_old: str) -> None:
 
 def sethostname(name: str) -> None:
     raw = name.encode()
-    _check(_sethostname(raw, len(raw)), "sethostname")
+    _check(_syscall(NR_SETHOSTNAME, raw, len(raw)), "sethostname")
 
 
 def setdomainname(name: str) -> None:
     raw = name.encode()
-    _check(_setdomainname(raw, len(raw)), "setdomainname")
+    _check(_syscall(NR_SETDOMAINNAME, raw, len(raw)), "setdomainname")
 
 
 def prctl(option: int, a2: int = 0, a3: int = 0, a4: int = 0, a5: int = 0) -> int:
-    return _check(_prctl(option, a2, a3, a4, a5), "prctl")
+    return _check(_syscall(NR_PRCTL, option, a2, a3, a4, a5), "prctl")
 
 
 def ioctl_int(fd: int, request: int, arg: int = 0) -> int:
-    return _check(_ioctl(fd, ctypes.c_ulong(request), ctypes.c_long(arg)), "ioctl")
+    return _check(_syscall(NR_IOCTL, fd, request, arg), "ioctl")
 
 
-def ioctl_ptr(fd: int, request: int, buf: ctypes.Array | ctypes.Structure) -> int:
-    return _check(_ioctl(fd, ctypes.c_ulong(request), ctypes.byref(buf)), "ioctl")
+def ioctl_buf(fd: int, request: int, buf: bytes | _ctypes.Array) -> int:
+    return _check(_syscall(NR_IOCTL, fd, request, buf), "ioctl")
 
 
 def ns_type(fd: int) -> int:
@@ -193,97 +248,64 @@ def ns_type(fd: int) -> int:
 
 def close_range_cloexec(first: int) -> None:
     """Mark every fd >= first close-on-exec: nothing of the runtime leaks past execve."""
-    _check(_syscall(436, ctypes.c_uint(first), ctypes.c_uint(0xFFFFFFFF),
-                    ctypes.c_uint(CLOSE_RANGE_CLOEXEC)), "close_range")
-
-
-class _OpenHow(ctypes.Structure):
-    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+    _check(_syscall(NR_CLOSE_RANGE, first, 0xFFFFFFFF, CLOSE_RANGE_CLOEXEC), "close_range")
 
 
 def openat2(dirfd: int, path: str | bytes, flags: int, resolve: int, mode: int = 0) -> int:
-    how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
-    return _check(_syscall(NR_OPENAT2, dirfd, _b(path), ctypes.byref(how), ctypes.sizeof(how)),
-                  "openat2", path)
-
-
-class _MountAttr(ctypes.Structure):
-    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
-                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+    how = struct.pack("QQQ", flags | os.O_CLOEXEC, mode, resolve)  # struct open_how
+    return _check(_syscall(NR_OPENAT2, dirfd, _b(path), how, len(how)), "openat2", path)
 
 
 def mount_setattr(dirfd: int, path: str, flags: int, attr_set: int, attr_clr: int,
                   propagation: int = 0, userns_fd: int = 0) -> None:
-    attr = _MountAttr(attr_set, attr_clr, propagation, userns_fd)
-    _check(_syscall(NR_MOUNT_SETATTR, dirfd, _b(path), ctypes.c_uint(flags), ctypes.byref(attr),
-                    ctypes.sizeof(attr)), "mount_setattr", path)
-
-
-class _CapHeader(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-
-class _CapData(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
-                ("inheritable", ctypes.c_uint32)]
+    attr = struct.pack("QQQQ", attr_set, attr_clr, propagation, userns_fd)  # struct mount_attr
+    _check(_syscall(NR_MOUNT_SETATTR, dirfd, _b(path), flags, attr, len(attr)),
+           "mount_setattr", path)
 
 
 _CAP_V3 = 0x20080522
 
 
 def capset(effective: int, permitted: int, inheritable: int) -> None:
-    hdr = _CapHeader(_CAP_V3, 0)
-    data = (_CapData * 2)()
-    for i in range(2):
-        shift = 32 * i
-        data[i].effective = (effective >> shift) & 0xFFFFFFFF
-        data[i].permitted = (permitted >> shift) & 0xFFFFFFFF
-        data[i].inheritable = (inheritable >> shift) & 0xFFFFFFFF
-    _check(_syscall(NR_CAPSET, ctypes.byref(hdr), ctypes.byref(data)), "capset")
+    hdr = struct.pack("Ii", _CAP_V3, 0)
+    lo, hi = 0xFFFFFFFF, 32
+    data = struct.pack("6I", effective & lo, permitted & lo, inheritable & lo,
+                       effective >> hi, permitted >> hi, inheritable >> hi)
+    _check(_syscall(NR_CAPSET, hdr, data), "capset")
 
 
 def capget(pid: int = 0) -> tuple[int, int, int]:
-    hdr = _CapHeader(_CAP_V3, pid)
-    data = (_CapData * 2)()
-    _check(_syscall(NR_CAPGET, ctypes.byref(hdr), ctypes.byref(data)), "capget")
-    eff = data[0].effective | (data[1].effective << 32)
-    per = data[0].permitted | (data[1].permitted << 32)
-    inh = data[0].inheritable | (data[1].inheritable << 32)
-    return eff, per, inh
+    hdr = struct.pack("Ii", _CAP_V3, pid)
+    buf = _buffer(24)
+    _check(_syscall(NR_CAPGET, hdr, buf), "capget")
+    e0, p0, i0, e1, p1, i1 = struct.unpack("6I", bytes(buf))
+    return e0 | e1 << 32, p0 | p1 << 32, i0 | i1 << 32
 
 
 def join_session_keyring(name: str) -> None:
     """keyctl(KEYCTL_JOIN_SESSION_KEYRING): a new session keyring for this process."""
     ret = _syscall(NR_KEYCTL, 1, name.encode())
-    if ret < 0 and ctypes.get_errno() not in (38,):  # ENOSYS: kernel without keys
+    if ret < 0 and get_errno() != 38:  # ENOSYS: a kernel without keys
         _check(ret, "keyctl(JOIN_SESSION_KEYRING)")
 
 
-class _Rlimit(ctypes.Structure):
-    _fields_ = [("cur", ctypes.c_uint64), ("max", ctypes.c_uint64)]
-
-
 def setrlimit(resource: int, soft: int, hard: int) -> None:
-    """prlimit(2) on this process; 2**64-1 is RLIM_INFINITY."""
-    new = _Rlimit(soft, hard)
-    _check(_libc.prlimit(0, resource, ctypes.byref(new), None), "prlimit")
+    """prlimit64(2) on this process; 2**64-1 is RLIM_INFINITY."""
+    new = struct.pack("QQ", soft, hard)
+    _check(_syscall(NR_PRLIMIT64, 0, resource, new, None), "prlimit")
 
 
-class Winsize(ctypes.Structure):
-    _fields_ = [("ws_row", ctypes.c_ushort), ("ws_col", ctypes.c_ushort),
-                ("ws_xpixel", ctypes.c_ushort), ("ws_ypixel", ctypes.c_ushort)]
+def personality(persona: int) -> None:
+    _check(_syscall(NR_PERSONALITY, persona), "personality")
+
+
+def ioprio_set(cls: int, prio: int) -> None:
+    _check(_syscall(NR_IOPRIO_SET, 1, 0, (cls << 13) | prio), "ioprio_set")  # this process
 
 
 def set_winsize(fd: int, rows: int, cols: int) -> None:
-    ioctl_ptr(fd, TIOCSWINSZ, Winsize(rows, cols, 0, 0))
-
-
-def pty_number(fd: int) -> int:
-    n = ctypes.c_uint(0)
-    ioctl_ptr(fd, TIOCGPTN, n)
-    return n.value
+    ioctl_buf(fd, TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
 
 def pty_unlock(fd: int) -> None:
-    zero = ctypes.c_int(0)
-    ioctl_ptr(fd, TIOCSPTLCK, zero)
+    ioctl_buf(fd, TIOCSPTLCK, struct.pack("i", 0))
