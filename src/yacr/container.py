@@ -136,7 +136,7 @@ def create(ctx: Context, cid: str, bundle: str, opts: CreateOptions,
         made = cgroups.missing(paths)
         st.extra["cgroupsMade"] = made
         st.save()
-        write_atomic(st.path, CONFIG_COPY, _config_bytes(spec.raw))
+        write_atomic(st.path, CONFIG_COPY, spec.source)
         cgroups.create(paths)
 
         fifo = os.path.join(st.path, EXEC_FIFO)
@@ -188,12 +188,6 @@ def create(ctx: Context, cid: str, bundle: str, opts: CreateOptions,
         _undo_create(ctx, st, pid, made)
         raise
     return Created(st, pid, pty_master)
-
-
-def _config_bytes(raw: dict[str, Any]) -> bytes:
-    from yacr import jsonio
-
-    return jsonio.dumps(raw).encode()
 
 
 def _fork_into_namespaces(plan: Any, offsets: dict[str, tuple[int, int]], cfg: Any,
@@ -385,36 +379,37 @@ def delete(ctx: Context, cid: str, force: bool = False) -> None:
     destroy(ctx, st, run_poststop=st.phase != "creating")
 
 
-def destroy(ctx: Context, st: State, run_poststop: bool = True) -> None:
-    """Kill what is left, remove the cgroups and the state, then run poststop hooks."""
-    import select
+def destroy(ctx: Context, st: State, run_poststop: bool = True, reaped: bool = False) -> None:
+    """Kill what is left, remove the cgroups and the state, then run poststop hooks.
 
-    fd = _pidfd_for(st)
-    if fd is not None:
-        try:
-            _signal.pidfd_send_signal(fd, 9)
-        except ProcessLookupError:
-            pass
-        if st.cgroups:
-            cgroups.freeze(st.cgroups, False)
-        p = select.poll()
-        p.register(fd, select.POLLIN)
-        p.poll(5000)
-        os.close(fd)
-    if st.cgroups:
-        if cgroups.pids(st.cgroups):
+    `reaped`: the caller already waited for init (run in the foreground), so there is no
+    process to signal first; any straggler is still killed when its cgroup will not go.
+    """
+    if not reaped:
+        fd = _pidfd_for(st)
+        if fd is not None:
+            import select
+
+            try:
+                _signal.pidfd_send_signal(fd, 9)
+            except ProcessLookupError:
+                pass
+            if st.cgroups:
+                cgroups.freeze(st.cgroups, False)
+            p = select.poll()
+            p.register(fd, select.POLLIN)
+            p.poll(5000)
+            os.close(fd)
+        if st.cgroups and cgroups.pids(st.cgroups):
             cgroups.signal_all(st.cgroups, 9)
-        try:
-            cgroups.destroy(st.cgroups, st.extra.get("cgroupsMade", []))
-        except YacrError:
-            raise
+    if st.cgroups:
+        cgroups.destroy(st.cgroups, st.extra.get("cgroupsMade", []))
     ctx.store.remove(st)
-    if run_poststop:
-        if st.hooks.get("poststop"):
-            from yacr.hooks import run_hook_dicts
+    if run_poststop and st.hooks.get("poststop"):
+        from yacr.hooks import run_hook_dicts
 
-            run_hook_dicts("poststop", st.hooks["poststop"], _hook_state(st, "stopped", 0),
-                           warn=ctx.log.warn)
+        run_hook_dicts("poststop", st.hooks["poststop"], _hook_state(st, "stopped", 0),
+                       warn=ctx.log.warn)
 
 
 def state_of(ctx: Context, cid: str) -> dict[str, Any]:
@@ -453,7 +448,7 @@ def run(ctx: Context, cid: str, bundle: str, opts: CreateOptions, detach: bool =
     code = wait_foreground(created.pid, created.pty_master)
     if not keep:
         # The lock taken by create is still held by this process: delete under it.
-        destroy(ctx, st)
+        destroy(ctx, st, reaped=True)
     return code
 
 

@@ -400,11 +400,12 @@ class Linux:
 
 class Spec:
     __slots__ = ("oci_version", "root_path", "root_readonly", "process", "hostname",
-                 "domainname", "mounts", "hooks", "annotations", "linux", "raw")
+                 "domainname", "mounts", "hooks", "annotations", "linux", "raw", "source")
 
     def __init__(self, d: Any, bundle: str) -> None:
         d = obj(d, "config.json")
         self.raw = d
+        self.source = b""  # the file as read, kept as the container's copy
         self.oci_version = string(d.get("ociVersion"), "ociVersion", nonempty=True)
         root = _opt(d, "root")
         if root is None:
@@ -438,8 +439,8 @@ class Spec:
         self.linux = Linux(obj(lx, "linux") if lx is not None else {})
 
 
-def read_json_file(path: str, what: str) -> Any:
-    """Read a JSON document with a size cap, so a huge or endless file is refused cheaply."""
+def read_bytes(path: str, what: str) -> bytes:
+    """Read a file with a size cap, so a huge or endless file is refused cheaply."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -460,15 +461,25 @@ def read_json_file(path: str, what: str) -> Any:
         os.close(fd)
     if total > MAX_CONFIG_BYTES:
         raise ConfigError(f"{what} is larger than {MAX_CONFIG_BYTES} bytes")
+    return b"".join(chunks)
+
+
+def parse_json(data: bytes, what: str) -> Any:
     try:
-        return jsonio.loads(b"".join(chunks))
+        return jsonio.loads(data)
     except jsonio.JSONError as e:
         raise ConfigError(f"{what} is not valid JSON: {e}") from None
 
 
+def read_json_file(path: str, what: str) -> Any:
+    return parse_json(read_bytes(path, what), what)
+
+
 def load_bundle(bundle: str) -> Spec:
     """Load and validate BUNDLE/config.json; the rootfs must exist as a directory."""
-    spec = Spec(read_json_file(os.path.join(bundle, "config.json"), "config.json"), bundle)
+    data = read_bytes(os.path.join(bundle, "config.json"), "config.json")
+    spec = Spec(parse_json(data, "config.json"), bundle)
+    spec.source = data
     if not os.path.isdir(spec.root_path):
         raise ConfigError(f"root.path: rootfs {spec.root_path} does not exist or is not a "
                           "directory")

@@ -160,19 +160,28 @@ def _mkdirs(path: str, key: str, made: list[str]) -> None:
     except OSError as e:
         raise YacrError(f"cannot create cgroup {path}: {e.strerror}") from None
     made.append(path)
-    if key == "cpuset" or "cpuset" in key.split(","):
-        # A new v1 cpuset is empty, and tasks cannot join an empty cpuset: inherit.
-        for f in ("cpuset.cpus", "cpuset.mems"):
-            try:
-                with open(os.path.join(path, f)) as cur:
-                    if cur.read().strip():
-                        continue
-                with open(os.path.join(parent, f)) as src:
-                    val = src.read().strip()
-                with open(os.path.join(path, f), "w") as dst:
-                    dst.write(val)
-            except OSError as e:
-                raise YacrError(f"cannot initialise {path}/{f}: {e.strerror}") from None
+    if "cpuset" in key.split(","):
+        _init_cpuset(path, parent)
+
+
+def _init_cpuset(path: str, parent: str) -> None:
+    """A new v1 cpuset is empty, and tasks cannot join an empty cpuset: inherit the parent's.
+
+    The new cgroup gets cgroup.clone_children, so the kernel does this itself for every
+    cgroup made under it later (containers under yacr's own parent), saving the copies.
+    """
+    try:
+        with open(os.path.join(path, "cpuset.cpus")) as cur:
+            if not cur.read().strip():
+                for f in ("cpuset.cpus", "cpuset.mems"):
+                    with open(os.path.join(parent, f)) as src:
+                        val = src.read().strip()
+                    with open(os.path.join(path, f), "w") as dst:
+                        dst.write(val)
+        with open(os.path.join(path, "cgroup.clone_children"), "w") as cc:
+            cc.write("1")
+    except OSError as e:
+        raise YacrError(f"cannot initialise cpuset {path}: {e.strerror}") from None
 
 
 def join_self(paths: dict[str, str]) -> None:

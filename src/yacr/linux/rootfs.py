@@ -109,7 +109,10 @@ class Rootfs:
         # By default the host's mounts reach the container but not the other way round.
         S.mount(None, "/", None,
                 PROPAGATION.get(spec.linux.rootfs_propagation, S.MS_SLAVE | S.MS_REC))
-        _make_parent_private(self.path)
+        if spec.linux.rootfs_propagation in ("shared", "rshared"):
+            # pivot_root refuses a new root whose parent mount is shared; after the default
+            # rslave above no mount is shared any more.
+            _make_parent_private(self.path)
         S.mount(self.path, self.path, None, S.MS_BIND | S.MS_REC)
         self.fd = os.open(self.path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         for i, m in enumerate(spec.mounts):
