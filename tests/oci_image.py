@@ -7,9 +7,17 @@ packed in one uncompressed tar, which is what `ctr image import` and
 - the layer is an uncompressed tar of the rootfs (owner root, paths relative),
   so its digest is also its diff_id;
 - the config carries architecture/os, rootfs.diff_ids and config.Cmd;
-- index.json names the manifest with `org.opencontainers.image.ref.name` (the
-  full reference, which podman uses) and `io.containerd.image.name` (which
-  containerd uses), and gives its platform.
+- index.json names the manifest with `org.opencontainers.image.ref.name` and
+  `io.containerd.image.name`, both the full reference, and gives its platform.
+
+What the clients make of it (containerd 1.6.20, podman 4.3.1):
+- `ctr image import FILE` needs no `--all-platforms`: the config's amd64/linux
+  matches the default platform. It names the image after
+  io.containerd.image.name, else after ref.name when that is a full reference;
+  a bare tag in ref.name gives `import-<date>:<tag>` (--base-name), and with
+  neither annotation it stores the blobs but creates no image.
+- `podman load -i FILE` names the image after ref.name.
+- `podman import ROOTFS.tar NAME` takes the plain layer tar (build_rootfs_tar).
 """
 
 from __future__ import annotations

@@ -115,6 +115,11 @@ def create(ctx: Context, cid: str, bundle: str, opts: CreateOptions,
     paths = cgroups.resolve_paths(layout, spec.linux.cgroups_path, dir_name(cid),
                                   need_unified=bool(res.get("hugepageLimits")
                                                     or res.get("unified")))
+    filt = None
+    if spec.linux.seccomp is not None:
+        from yacr.linux.seccomp import Filter
+
+        filt = Filter(spec.linux.seccomp, ctx.log)
     plan = namespaces.plan(spec.linux)
 
     st = ctx.store.create(cid)
@@ -151,6 +156,7 @@ def create(ctx: Context, cid: str, bundle: str, opts: CreateOptions,
         ctx.log.hold()
         cfg = init.InitConfig(cid, spec, bundle, init_chan, plan, layout, paths, fifo_fd, csock,
                               opts, handler, ctx.log)
+        cfg.seccomp = filt
         pid = _fork_into_namespaces(plan, spec.linux.time_offsets, cfg, chan, st.dirfd)
         init_chan.close()
         os.close(fifo_fd)
@@ -170,10 +176,17 @@ def create(ctx: Context, cid: str, bundle: str, opts: CreateOptions,
             run_hooks("prestart", spec.hooks.get("prestart", []), hs)
             run_hooks("createRuntime", spec.hooks.get("createRuntime", []), hs)
         chan.send(protocol.HOOKS_DONE)
-        msg, fds = chan.recv(protocol.READY, protocol.PTY_MASTER)
-        if msg["type"] == protocol.PTY_MASTER:
-            pty_master = fds[0] if fds else -1
-            chan.recv(protocol.READY)
+        while True:
+            msg, fds = chan.recv(protocol.READY, protocol.PTY_MASTER, protocol.SECCOMP_FD)
+            if msg["type"] == protocol.READY:
+                break
+            if not fds:
+                raise protocol.ProtocolError(f"{msg['type']} arrived without its fd")
+            if msg["type"] == protocol.PTY_MASTER:
+                pty_master = fds[0]
+            else:
+                _hand_to_listener(filt, fds[0], _hook_state(st, "creating"))
+                chan.send(protocol.SECCOMP_DONE)
         st.phase = "created"
         st.save()
         if opts.pid_file:
@@ -188,6 +201,15 @@ def create(ctx: Context, cid: str, bundle: str, opts: CreateOptions,
         _undo_create(ctx, st, pid, made)
         raise
     return Created(st, pid, pty_master)
+
+
+def _hand_to_listener(filt: Any, fd: int, state: dict[str, Any]) -> None:
+    from yacr.linux.seccomp import send_to_listener
+
+    try:
+        send_to_listener(filt.listener_path, fd, state, filt.listener_metadata)
+    finally:
+        os.close(fd)
 
 
 def _fork_into_namespaces(plan: Any, offsets: dict[str, tuple[int, int]], cfg: Any,

@@ -53,15 +53,21 @@ def exec_cli(ctx: Context, o: dict[str, Any], args: list[str]) -> int:
                         preserve_fds=o["preserve-fds"])
 
 
-def _process_from_flags(st: State, o: dict[str, Any], cmd: list[str]) -> dict[str, Any]:
+def container_config(st: State) -> dict[str, Any]:
+    """The container's config.json as it was at create (the copy in its state directory)."""
     from yacr import jsonio
     from yacr.state import CONFIG_COPY
 
     try:
         with open(os.path.join(st.path, CONFIG_COPY), "rb") as f:
-            base = dict(jsonio.loads(f.read()).get("process") or {})
+            cfg = jsonio.loads(f.read())
     except (OSError, ValueError):
-        base = {}
+        return {}
+    return cfg if isinstance(cfg, dict) else {}
+
+
+def _process_from_flags(st: State, o: dict[str, Any], cmd: list[str]) -> dict[str, Any]:
+    base = dict(container_config(st).get("process") or {})
     base["args"] = cmd
     base["terminal"] = bool(o["tty"])
     env = list(base.get("env") or [])
@@ -115,6 +121,13 @@ def exec_process(ctx: Context, st: State, proc: Process, *, console_socket: str 
 
     check_lsm(proc)
     handler = handlers.select_for_exec(st)
+    filt = None
+    seccomp_cfg = (container_config(st).get("linux") or {}).get("seccomp")
+    if seccomp_cfg is not None:
+        from yacr.linux.seccomp import Filter
+
+        # exec'd processes are confined like the container's own process
+        filt = Filter(seccomp_cfg, ctx.log)
     init_pid = st.pid
     nsfds: dict[str, int] = {}
     try:
@@ -146,7 +159,7 @@ def exec_process(ctx: Context, st: State, proc: Process, *, console_socket: str 
                 chan.close()
                 try:
                     _child(st, proc, nsfds, csock, child_chan, handler, preserve_fds, ctx,
-                           finish_process)
+                           finish_process, filt)
                 except BaseException as e:  # noqa: BLE001 - report, never unwind
                     try:
                         child_chan.send(protocol.ERROR, msg=error_text(e))
@@ -167,10 +180,18 @@ def exec_process(ctx: Context, st: State, proc: Process, *, console_socket: str 
     pty_master = -1
     try:
         while True:
-            msg, fds = chan.recv(protocol.PTY_MASTER, eof_ok=True)
+            msg, fds = chan.recv(protocol.PTY_MASTER, protocol.SECCOMP_FD, eof_ok=True)
             if msg["type"] == protocol.EOF:
                 break  # the socket closed on execve: the program runs
-            pty_master = fds[0]
+            if not fds:
+                raise protocol.ProtocolError(f"{msg['type']} arrived without its fd")
+            if msg["type"] == protocol.PTY_MASTER:
+                pty_master = fds[0]
+            else:
+                from yacr.container import _hand_to_listener, _hook_state
+
+                _hand_to_listener(filt, fds[0], _hook_state(st, "running"))
+                chan.send(protocol.SECCOMP_DONE)
     except YacrError:
         try:
             os.waitpid(pid, 0)
@@ -190,7 +211,7 @@ def exec_process(ctx: Context, st: State, proc: Process, *, console_socket: str 
 
 def _child(st: State, proc: Process, nsfds: dict[str, int], csock: Any,
            chan: protocol.Channel, handler: Any, preserve_fds: int, ctx: Context,
-           finish: Any) -> None:
+           finish: Any, filt: Any) -> None:
     from yacr.linux import console
 
     S.prctl(S.PR_SET_PDEATHSIG, 9)
@@ -215,9 +236,16 @@ def _child(st: State, proc: Process, nsfds: dict[str, int], csock: Any,
         from yacr.linux.process import set_oom_score_adj
 
         set_oom_score_adj(proc.oom_score_adj)
-    path, env = finish(proc, handler, ctx.log)
+    if filt is not None and filt.uses_notify:
+        fd = filt.load()
+        chan.send(protocol.SECCOMP_FD, fds=[fd])
+        os.close(fd)
+        chan.recv(protocol.SECCOMP_DONE)
+        filt = None
+    path, env, last_step = finish(proc, handler, ctx.log, filt)
     S.prctl(S.PR_SET_PDEATHSIG, 0)
     S.close_range_cloexec(3 + preserve_fds)
+    last_step()
     try:
         handler.run(path, proc.args, env)
     except OSError as e:

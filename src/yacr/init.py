@@ -23,12 +23,14 @@ from yacr.linux.namespaces import JOIN_ORDER
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import _socket
+    from collections.abc import Callable
     from typing import Any, NoReturn
 
     from yacr.cgroups import Layout
     from yacr.container import CreateOptions
     from yacr.handlers import Handler
     from yacr.linux.namespaces import Plan
+    from yacr.linux.seccomp import Filter
     from yacr.log import Log
     from yacr.spec import Process, Spec
 
@@ -52,7 +54,7 @@ class InitConfig:
     """Everything init needs, prepared by the runtime before the fork."""
 
     __slots__ = ("cid", "spec", "bundle", "chan", "plan", "layout", "cgroup_paths",
-                 "fifo_fd", "console_sock", "opts", "handler", "log", "committed")
+                 "fifo_fd", "console_sock", "opts", "handler", "log", "committed", "seccomp")
 
     def __init__(self, cid: str, spec: Spec, bundle: str, chan: protocol.Channel, plan: Plan,
                  layout: Layout | None, cgroup_paths: dict[str, str], fifo_fd: int,
@@ -71,6 +73,7 @@ class InitConfig:
         self.handler = handler
         self.log = log
         self.committed = False
+        self.seccomp: Filter | None = None
 
 
 def _die_on_signal(signum: int, _frame: Any) -> None:
@@ -214,7 +217,16 @@ def _setup(cfg: InitConfig) -> None:
     if proc.scheduler is not None:
         _set_scheduler(proc)
 
-    path, env = finish_process(proc, cfg.handler, cfg.log)
+    filt = cfg.seccomp
+    if filt is not None and filt.uses_notify:
+        # The agent must hold the notify fd before the container runs: load now, while the
+        # runtime (which can reach listenerPath on the host) still waits for us.
+        fd = filt.load()
+        cfg.chan.send(protocol.SECCOMP_FD, fds=[fd])
+        os.close(fd)
+        cfg.chan.recv(protocol.SECCOMP_DONE)
+        filt = None
+    path, env, last_step = finish_process(proc, cfg.handler, cfg.log, filt)
 
     cfg.chan.send(protocol.READY)
     cfg.chan.recv(protocol.COMMIT)
@@ -242,21 +254,29 @@ def _setup(cfg: InitConfig) -> None:
                 _signal.SIGUSR1, _signal.SIGUSR2):
         _signal.signal(sig, _signal.SIG_DFL)
     S.close_range_cloexec(3 + cfg.opts.preserve_fds)
+    last_step()
     try:
         cfg.handler.run(path, proc.args, env)
     except OSError as e:
         raise YacrError(f'exec: "{proc.args[0]}": {(e.strerror or "error").lower()}') from None
 
 
-def finish_process(proc: Process, handler: Handler, log: Log) -> tuple[str, dict[str, str]]:
+def finish_process(proc: Process, handler: Handler, log: Log,
+                   filt: Filter | None = None) -> tuple[str, dict[str, str], Callable[[], None]]:
     """The last steps before exec, shared by init and `exec`: user, groups, capabilities,
-    no_new_privs, LSM label, cwd, the program's path, rlimits. Returns (path, env)."""
+    no_new_privs, LSM label, cwd, the program's path, rlimits.
+
+    Returns (path, env, last_step); last_step runs right before execve and loads the seccomp
+    filter, so that as few of the runtime's own syscalls as possible run under it. Without
+    no_new_privs, loading a filter needs CAP_SYS_ADMIN: it is kept effective until then.
+    """
     user = process.UserInfo(proc.user.uid, proc.user.gid, proc.user.additional_gids)
     env = process.env_map(proc.env)
     env.setdefault("HOME", user.home)
     if proc.user.umask is not None:
         os.umask(proc.user.umask)
     process.apply_lsm_on_exec(proc)
+    keep = capabilities.CAP_SYS_ADMIN if filt is not None and not proc.no_new_privileges else 0
     caps = None
     if proc.capabilities is not None:
         caps = capabilities.CapSets(proc.capabilities, log, "process.capabilities")
@@ -265,7 +285,9 @@ def finish_process(proc: Process, handler: Handler, log: Log) -> tuple[str, dict
     user.switch()
     S.prctl(S.PR_SET_KEEPCAPS, 0)
     if caps is not None:
-        caps.apply()
+        caps.apply(keep)
+    elif keep and proc.user.uid != 0:
+        S.capset(keep, keep, 0)
     if proc.no_new_privileges:
         S.prctl(S.PR_SET_NO_NEW_PRIVS, 1)
     try:
@@ -274,7 +296,17 @@ def finish_process(proc: Process, handler: Handler, log: Log) -> tuple[str, dict
         raise YacrError(f"process.cwd: cannot enter {proc.cwd}: {e.strerror}") from None
     path = handler.resolve(proc.args[0], env, proc.cwd)
     process.set_rlimits(proc)
-    return path, env
+
+    def last_step() -> None:
+        if filt is not None:
+            filt.load()
+        if keep:
+            if caps is not None:
+                caps.apply()
+            elif proc.user.uid != 0:
+                S.capset(0, 0, 0)
+
+    return path, env, last_step
 
 
 def _apply_sysctls(sysctl: dict[str, str], ns_types: set[str]) -> None:

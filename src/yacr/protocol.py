@@ -14,6 +14,9 @@ The exchange during create (runtime = R, init = I):
     I -> R  create-hooks         namespaces and mounts are ready: run prestart
                                  and createRuntime hooks (pid as R sees it)
     R -> I  hooks-done
+    I -> R  pty-master [fd]      a terminal without --console-socket (run in the foreground)
+    I -> R  seccomp-fd [fd]      SCMP_ACT_NOTIFY: R hands the fd to the listenerPath agent
+    R -> I  seccomp-done
     I -> R  ready                everything is applied; I waits for start
     R -> I  commit               R has saved the state; I detaches from R
     I -> R  committed            (I cleared its parent-death signal)
@@ -42,6 +45,8 @@ COMMIT = "commit"
 COMMITTED = "committed"
 ERROR = "error"
 PTY_MASTER = "pty-master"
+SECCOMP_FD = "seccomp-fd"
+SECCOMP_DONE = "seccomp-done"
 EOF = "eof"
 
 _MAX_MSG = 65536

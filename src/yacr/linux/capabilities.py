@@ -20,6 +20,7 @@ NAMES = (
     "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
 )
 BY_NAME = {n: i for i, n in enumerate(NAMES)}
+CAP_SYS_ADMIN = 1 << BY_NAME["CAP_SYS_ADMIN"]
 
 
 def last_cap() -> int:
@@ -66,9 +67,13 @@ class CapSets:
             if not self.bounding & (1 << cap):
                 S.prctl(S.PR_CAPBSET_DROP, cap)
 
-    def apply(self) -> None:
-        """After the user switch: set the three thread sets, then raise the ambient ones."""
-        S.capset(self.effective, self.permitted, self.inheritable)
+    def apply(self, extra: int = 0) -> None:
+        """After the user switch: set the three thread sets, then raise the ambient ones.
+
+        `extra` keeps more capabilities effective and permitted for now (CAP_SYS_ADMIN until
+        the seccomp filter is loaded); a second apply() without it drops them.
+        """
+        S.capset(self.effective | extra, self.permitted | extra, self.inheritable)
         S.prctl(S.PR_CAP_AMBIENT, S.PR_CAP_AMBIENT_CLEAR_ALL)
         for cap in range(self.last + 1):
             if self.ambient & (1 << cap):

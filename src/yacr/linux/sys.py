@@ -25,26 +25,41 @@ class _char(_ctypes._SimpleCData):
     _type_ = "c"
 
 
-class _Dll:
-    """What _ctypes.CFuncPtr wants from a library: a dlopen handle."""
-
-    def __init__(self) -> None:
-        self._handle = _ctypes.dlopen(None, 0)
+class c_int(_ctypes._SimpleCData):
+    _type_ = "i"
 
 
-_LIBC = _Dll()
+class c_uint(_ctypes._SimpleCData):
+    _type_ = "I"
 
 
-class _Fn(_ctypes.CFuncPtr):
-    _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
-    _restype_ = _long
+class c_uint64(_ctypes._SimpleCData):
+    _type_ = "Q"
 
 
-def _libc_fn(name: str) -> _Fn:
-    return _Fn((name, _LIBC))
+class c_void_p(_ctypes._SimpleCData):
+    _type_ = "P"
 
 
-_raw_syscall = _libc_fn("syscall")
+class Library:
+    """A shared library opened with dlopen (None: the process itself, so libc)."""
+
+    def __init__(self, name: str | None) -> None:
+        try:
+            self._handle = _ctypes.dlopen(name, 0)
+        except OSError as e:
+            raise OSError(2, f"cannot load {name}: {e}") from None
+
+    def function(self, name: str, restype: type) -> _ctypes.CFuncPtr:
+        """A C function of this library returning restype; errno is captured after calls."""
+        cls = type(f"fn_{name}", (_ctypes.CFuncPtr,), {
+            "_flags_": _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO,
+            "_restype_": restype})
+        return cls((name, self))
+
+
+_LIBC = Library(None)
+_raw_syscall = _LIBC.function("syscall", _long)
 
 
 def _arg(a: int | bytes | str | object | None) -> object:
