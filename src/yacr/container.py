@@ -140,9 +140,6 @@ def create(ctx: Context, cid: str, bundle: str, opts: CreateOptions,
         st.creator = (os.getpid(), me[1] if me else 0)
         made = cgroups.missing(paths)
         st.extra["cgroupsMade"] = made
-        st.save()
-        write_atomic(st.path, CONFIG_COPY, spec.source)
-        cgroups.create(paths)
 
         fifo = os.path.join(st.path, EXEC_FIFO)
         os.mkfifo(fifo, 0o600)
@@ -164,7 +161,13 @@ def create(ctx: Context, cid: str, bundle: str, opts: CreateOptions,
             csock.close()
         plan.close()
 
-        # Not saved yet: until commit, init dies with this process (parent-death signal).
+        # While init unshares and mounts, make its cgroups. The state (with the cgroups about
+        # to be made) is saved first, so a runtime killed from here on leaves delete --force
+        # what to remove; init itself dies with this process until commit.
+        st.save()
+        write_atomic(st.path, CONFIG_COPY, spec.source)
+        cgroups.create(paths)
+        chan.send(protocol.CGROUPS_READY)
         info = proc_stat(pid)
         st.pid = pid
         st.start_time = info[1] if info else 0

@@ -141,14 +141,27 @@ def _setup(cfg: InitConfig) -> None:
     for sig in (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT,
                 _signal.SIGUSR1, _signal.SIGUSR2):
         _signal.signal(sig, _die_on_signal)
-    join_self(cfg.cgroup_paths)
     os.setsid()
 
     plan = cfg.plan
     for kind in JOIN_ORDER:
         if kind in plan.join and kind not in ("pid", "time", "mount"):
             S.setns(plan.join[kind], 0)
-    S.unshare(plan.unshare & ~(S.CLONE_NEWPID | S.CLONE_NEWTIME))
+    S.unshare(plan.unshare & ~(S.CLONE_NEWPID | S.CLONE_NEWTIME | S.CLONE_NEWCGROUP))
+    joined = False
+
+    def join_cgroups() -> None:
+        """Join the cgroups the runtime made meanwhile; a new cgroup namespace is rooted
+        there, so it is unshared only now."""
+        nonlocal joined
+        if joined:
+            return
+        joined = True
+        cfg.chan.recv(protocol.CGROUPS_READY)
+        join_self(cfg.cgroup_paths)
+        if plan.unshare & S.CLONE_NEWCGROUP:
+            S.unshare(S.CLONE_NEWCGROUP)
+
     if not cfg.opts.no_new_keyring:
         # A session keyring of its own, so the container cannot read the caller's keys.
         S.join_session_keyring(f"_ses.{cfg.cid}"[:255])
@@ -170,9 +183,10 @@ def _setup(cfg: InitConfig) -> None:
     if new_mntns:
         root = rootfs.Rootfs(spec.root_path, cfg.log)
         root.prepare(spec, cfg.bundle, cfg.layout, cfg.cgroup_paths, "cgroup" in plan.types
-                     and bool(plan.unshare & S.CLONE_NEWCGROUP))
+                     and bool(plan.unshare & S.CLONE_NEWCGROUP), join_cgroups)
     elif "mount" not in plan.join:
         raise YacrError("linux.namespaces: a mount namespace is required")
+    join_cgroups()
 
     cfg.chan.send(protocol.CREATE_HOOKS)
     cfg.chan.recv(protocol.HOOKS_DONE)

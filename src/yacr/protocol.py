@@ -10,7 +10,8 @@ module costs ~10 ms of imports on every container start.
 
 The exchange during create (runtime = R, init = I):
 
-    (I joins its cgroup itself, first thing)
+    R -> I  cgroups-ready        R made the cgroups (while I unshared and mounted); I
+                                 joins them before its first cgroup mount or the hooks
     I -> R  create-hooks         namespaces and mounts are ready: run prestart
                                  and createRuntime hooks (pid as R sees it)
     R -> I  hooks-done
@@ -38,6 +39,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+CGROUPS_READY = "cgroups-ready"
 CREATE_HOOKS = "create-hooks"
 HOOKS_DONE = "hooks-done"
 READY = "ready"
@@ -87,6 +89,13 @@ class Channel:
             else:
                 self.sock.send(data)
         except OSError as e:
+            # The peer may have failed and gone, leaving its error message queued: that
+            # message, not the broken pipe, is what the user needs to read.
+            self.sock.setblocking(False)
+            try:
+                self.recv()
+            except (BlockingIOError, ProtocolError):
+                pass
             raise ProtocolError(f"lost contact with {self.peer}: {e.strerror}") from None
 
     def recv(self, *expect: str, eof_ok: bool = False) -> tuple[dict[str, Any], list[int]]:
@@ -101,6 +110,8 @@ class Channel:
                 break
             except InterruptedError:
                 continue
+            except BlockingIOError:
+                raise
             except OSError as e:
                 raise ProtocolError(f"lost contact with {self.peer}: {e.strerror}") from None
         fds: list[int] = []

@@ -17,6 +17,8 @@ from yacr.linux.mounts import PROPAGATION, MountOptions, current_flags
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from yacr.cgroups import Layout
     from yacr.log import Log
     from yacr.spec import Device, Mount, Spec
@@ -104,8 +106,13 @@ class Rootfs:
 
     # --- the whole preparation -----------------------------------------------------------
     def prepare(self, spec: Spec, bundle: str, layout: Layout | None,
-                cgroup_paths: dict[str, str], cgroupns: bool) -> None:
-        """Everything before pivot_root: propagation, the rootfs bind, mounts, devices."""
+                cgroup_paths: dict[str, str], cgroupns: bool,
+                before_cgroup_mount: Callable[[], None] | None = None) -> None:
+        """Everything before pivot_root: propagation, the rootfs bind, mounts, devices.
+
+        before_cgroup_mount runs before the first cgroup mount: init must be in its cgroup
+        (and cgroup namespace) by then, but need not be for the mounts before it.
+        """
         # By default the host's mounts reach the container but not the other way round.
         S.mount(None, "/", None,
                 PROPAGATION.get(spec.linux.rootfs_propagation, S.MS_SLAVE | S.MS_REC))
@@ -116,6 +123,8 @@ class Rootfs:
         S.mount(self.path, self.path, None, S.MS_BIND | S.MS_REC)
         self.fd = os.open(self.path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         for i, m in enumerate(spec.mounts):
+            if m.type == "cgroup" and before_cgroup_mount is not None:
+                before_cgroup_mount()
             try:
                 self.mount(m, bundle, layout, cgroup_paths, cgroupns)
             except YacrError:
