@@ -166,7 +166,7 @@ def create(ctx: Context, cid: str, bundle: str, opts: CreateOptions,
         # what to remove; init itself dies with this process until commit.
         st.save()
         write_atomic(st.path, CONFIG_COPY, spec.source)
-        cgroups.create(paths)
+        cgroups.create(paths, made)
         chan.send(protocol.CGROUPS_READY)
         info = proc_stat(pid)
         st.pid = pid

@@ -331,8 +331,7 @@ def _apply_sysctls(sysctl: dict[str, str], ns_types: set[str]) -> None:
                             "this container")
         path = "/proc/sys/" + key.replace(".", "/")
         try:
-            with open(path, "w") as f:
-                f.write(value)
+            S.write_file(path, value)
         except OSError as e:
             raise YacrError(f"linux.sysctl: cannot set {key}={value}: {e.strerror}") from None
 

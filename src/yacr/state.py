@@ -15,6 +15,7 @@ import os
 
 from yacr import OCI_VERSION, jsonio
 from yacr.errors import NotFoundError, UsageError, YacrError
+from yacr.linux.sys import read_file
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -53,8 +54,7 @@ def dir_name(cid: str) -> str:
 def proc_stat(pid: int) -> tuple[str, int] | None:
     """(state letter, start time in clock ticks) of a pid, or None if it does not exist."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
+        data = read_file(f"/proc/{pid}/stat")
     except OSError:
         return None
     rest = data[data.rfind(b")") + 2:].split()
@@ -210,8 +210,7 @@ class Store:
                 os.close(dirfd)
                 raise NotFoundError(cid)
         try:
-            with open(os.path.join(path, STATE_FILE), "rb") as f:
-                raw = f.read()
+            raw = read_file(os.path.join(path, STATE_FILE))
         except FileNotFoundError:
             if not os.path.isdir(path):
                 if dirfd >= 0:

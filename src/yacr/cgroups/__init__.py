@@ -14,6 +14,7 @@ import os
 import time
 
 from yacr.errors import YacrError
+from yacr.linux.sys import read_file, write_file
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -49,29 +50,27 @@ class Layout:
 def detect_layout(mountinfo: str = "/proc/self/mountinfo") -> Layout:
     hier: list[Hierarchy] = []
     unified_at: Hierarchy | None = None
-    with open(mountinfo, "rb") as f:
-        for raw in f:
-            line = raw.decode("utf-8", "surrogateescape")
-            if " - cgroup" not in line:
-                continue
-            pre, _, post = line.partition(" - ")
-            fields = pre.split()
-            fstype, _src, superopts = (post.split() + ["", ""])[:3]
-            root, mnt = fields[3], _unescape(fields[4])
-            if fstype == "cgroup2":
-                h = Hierarchy("", mnt, root, True, superopts)
-                if mnt == CGROUP_ROOT:
-                    return Layout("v2", [h])
-                if mnt == CGROUP_ROOT + "/unified":
-                    unified_at = h
-            elif fstype == "cgroup":
-                ctrls = [o for o in superopts.split(",")
-                         if o not in ("rw", "ro", "relatime", "noprefix", "clone_children",
-                                      "xattr") and not o.startswith("release_agent")]
-                key = ",".join(ctrls)
-                if any(h.key == key for h in hier):
-                    continue  # the same hierarchy mounted twice
-                hier.append(Hierarchy(key, mnt, root, False, superopts))
+    for line in read_file(mountinfo).decode("utf-8", "surrogateescape").splitlines():
+        if " - cgroup" not in line:
+            continue
+        pre, _, post = line.partition(" - ")
+        fields = pre.split()
+        fstype, _src, superopts = (post.split() + ["", ""])[:3]
+        root, mnt = fields[3], _unescape(fields[4])
+        if fstype == "cgroup2":
+            h = Hierarchy("", mnt, root, True, superopts)
+            if mnt == CGROUP_ROOT:
+                return Layout("v2", [h])
+            if mnt == CGROUP_ROOT + "/unified":
+                unified_at = h
+        elif fstype == "cgroup":
+            ctrls = [o for o in superopts.split(",")
+                     if o not in ("rw", "ro", "relatime", "noprefix", "clone_children",
+                                  "xattr") and not o.startswith("release_agent")]
+            key = ",".join(ctrls)
+            if any(h.key == key for h in hier):
+                continue  # the same hierarchy mounted twice
+            hier.append(Hierarchy(key, mnt, root, False, superopts))
     if unified_at is not None:
         unified_at.key = "unified"
         return Layout("hybrid" if hier else "v2", hier + [unified_at])
@@ -87,13 +86,12 @@ def _unescape(s: str) -> str:
 
 def own_cgroup(key: str, v2: bool) -> str:
     """This process's cgroup in one hierarchy, for cgroupsPath values relative to it."""
-    with open("/proc/self/cgroup") as f:
-        for line in f:
-            _hid, ctrls, path = line.rstrip("\n").split(":", 2)
-            if v2 and ctrls == "":
-                return path
-            if not v2 and key and set(ctrls.split(",")) == set(key.split(",")):
-                return path
+    for line in read_file("/proc/self/cgroup").decode().splitlines():
+        _hid, ctrls, path = line.split(":", 2)
+        if v2 and ctrls == "":
+            return path
+        if not v2 and key and set(ctrls.split(",")) == set(key.split(",")):
+            return path
     return "/"
 
 
@@ -140,12 +138,40 @@ def missing(paths: dict[str, str]) -> list[str]:
     return out
 
 
-def create(paths: dict[str, str]) -> list[str]:
-    """mkdir every level that is missing; returns what was made, for delete to remove."""
+def create(paths: dict[str, str], todo: list[str] | None = None) -> list[str]:
+    """mkdir every level that is missing; returns what was made, for delete to remove.
+
+    todo is what missing() found just before (parents after their children): the
+    directories are then made without looking again."""
     made: list[str] = []
-    for key, path in paths.items():
-        _mkdirs(path, key, made)
+    if todo is None:
+        for key, path in paths.items():
+            _mkdirs(path, key, made)
+        return made
+    keys = {path: key for key, path in paths.items()}
+    for path in reversed(todo):
+        try:
+            os.mkdir(path, 0o755)
+        except FileExistsError:
+            continue
+        except FileNotFoundError:
+            # a parent vanished meanwhile (another container's delete): make the chain
+            _mkdirs(path, keys.get(path, _key_of(path, paths)), made)
+            continue
+        except OSError as e:
+            raise YacrError(f"cannot create cgroup {path}: {e.strerror}") from None
+        made.append(path)
+        key = keys.get(path) or _key_of(path, paths)
+        if "cpuset" in key.split(","):
+            _init_cpuset(path, os.path.dirname(path))
     return made
+
+
+def _key_of(path: str, paths: dict[str, str]) -> str:
+    for key, leaf in paths.items():
+        if leaf.startswith(path + "/") or leaf == path:
+            return key
+    return ""
 
 
 def _mkdirs(path: str, key: str, made: list[str]) -> None:
@@ -171,15 +197,10 @@ def _init_cpuset(path: str, parent: str) -> None:
     cgroup made under it later (containers under yacr's own parent), saving the copies.
     """
     try:
-        with open(os.path.join(path, "cpuset.cpus")) as cur:
-            if not cur.read().strip():
-                for f in ("cpuset.cpus", "cpuset.mems"):
-                    with open(os.path.join(parent, f)) as src:
-                        val = src.read().strip()
-                    with open(os.path.join(path, f), "w") as dst:
-                        dst.write(val)
-        with open(os.path.join(path, "cgroup.clone_children"), "w") as cc:
-            cc.write("1")
+        if not read_file(os.path.join(path, "cpuset.cpus")).strip():
+            for f in ("cpuset.cpus", "cpuset.mems"):
+                write_file(os.path.join(path, f), read_file(os.path.join(parent, f)).strip())
+        write_file(os.path.join(path, "cgroup.clone_children"), b"1")
     except OSError as e:
         raise YacrError(f"cannot initialise cpuset {path}: {e.strerror}") from None
 
@@ -222,8 +243,7 @@ def pids(paths: dict[str, str]) -> list[int]:
     seen: set[int] = set()
     for path in paths.values():
         try:
-            with open(os.path.join(path, "cgroup.procs"), "rb") as f:
-                seen.update(int(x) for x in f.read().split())
+            seen.update(int(x) for x in read_file(os.path.join(path, "cgroup.procs")).split())
         except (OSError, ValueError):
             continue
     return sorted(seen)
@@ -254,9 +274,8 @@ def freeze(paths: dict[str, str], frozen: bool) -> bool:
         _write(os.path.join(fz, "freezer.state"), target)
         if frozen:
             for _ in range(1000):
-                with open(os.path.join(fz, "freezer.state")) as f:
-                    if f.read().strip() == "FROZEN":
-                        break
+                if read_file(os.path.join(fz, "freezer.state")).strip() == b"FROZEN":
+                    break
                 time.sleep(0.001)
         return True
     v2 = paths.get("") or None
@@ -276,12 +295,10 @@ def is_frozen(paths: dict[str, str]) -> bool:
     fz = paths.get("freezer")
     try:
         if fz:
-            with open(os.path.join(fz, "freezer.state")) as f:
-                return f.read().strip() == "FROZEN"
+            return read_file(os.path.join(fz, "freezer.state")).strip() == b"FROZEN"
         v2 = paths.get("")
         if v2:
-            with open(os.path.join(v2, "cgroup.freeze")) as f:
-                return f.read().strip() == "1"
+            return read_file(os.path.join(v2, "cgroup.freeze")).strip() == b"1"
     except OSError:
         return False
     return False
@@ -324,6 +341,12 @@ def destroy(paths: dict[str, str], made: Iterable[str], timeout: float = 10.0) -
 
 def _rmdir_tree(path: str) -> None:
     """rmdir a cgroup and any child cgroups the container made inside it (deepest first)."""
+    try:
+        os.rmdir(path)
+        return
+    except OSError as e:
+        if e.errno not in (16, 39):  # EBUSY, ENOTEMPTY: maybe child cgroups
+            raise
     for entry in os.scandir(path):
         if entry.is_dir(follow_symlinks=False):
             _rmdir_tree(entry.path)

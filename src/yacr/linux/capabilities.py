@@ -25,8 +25,7 @@ CAP_SYS_ADMIN = 1 << BY_NAME["CAP_SYS_ADMIN"]
 
 def last_cap() -> int:
     try:
-        with open("/proc/sys/kernel/cap_last_cap") as f:
-            return int(f.read())
+        return int(S.read_file("/proc/sys/kernel/cap_last_cap"))
     except OSError:
         return len(NAMES) - 1
 

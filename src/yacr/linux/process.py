@@ -87,25 +87,23 @@ class UserInfo:
         self.home = "/"
         name = None
         try:
-            with open("/etc/passwd", "rb") as f:
-                for line in f:
-                    parts = line.decode("utf-8", "replace").rstrip("\n").split(":")
-                    if len(parts) >= 6 and parts[2] == str(uid):
-                        name, self.home = parts[0], parts[5] or "/"
-                        break
+            for line in S.read_file("/etc/passwd").decode("utf-8", "replace").splitlines():
+                parts = line.split(":")
+                if len(parts) >= 6 and parts[2] == str(uid):
+                    name, self.home = parts[0], parts[5] or "/"
+                    break
         except OSError:
             pass
         groups: list[int] = []
         if name is not None:
             try:
-                with open("/etc/group", "rb") as f:
-                    for line in f:
-                        parts = line.decode("utf-8", "replace").rstrip("\n").split(":")
-                        if len(parts) >= 4 and name in parts[3].split(","):
-                            try:
-                                groups.append(int(parts[2]))
-                            except ValueError:
-                                pass
+                for line in S.read_file("/etc/group").decode("utf-8", "replace").splitlines():
+                    parts = line.split(":")
+                    if len(parts) >= 4 and name in parts[3].split(","):
+                        try:
+                            groups.append(int(parts[2]))
+                        except ValueError:
+                            pass
             except OSError:
                 pass
         for g in additional or ():
@@ -130,16 +128,14 @@ class UserInfo:
 
 def set_oom_score_adj(value: int) -> None:
     try:
-        with open("/proc/self/oom_score_adj", "w") as f:
-            f.write(str(value))
+        S.write_file("/proc/self/oom_score_adj", str(value))
     except OSError as e:
         raise YacrError(f"process.oomScoreAdj: cannot set {value}: {e.strerror}") from None
 
 
 def apparmor_enabled() -> bool:
     try:
-        with open("/sys/module/apparmor/parameters/enabled") as f:
-            return f.read().strip() == "Y"
+        return S.read_file("/sys/module/apparmor/parameters/enabled").strip() == b"Y"
     except OSError:
         return False
 
@@ -172,8 +168,7 @@ def _write_attr(name: str, value: str, field: str, fallback: str | None) -> None
     if fallback and not os.path.exists(path):
         path = f"/proc/thread-self/attr/{fallback}"
     try:
-        with open(path, "w") as f:
-            f.write(value)
+        S.write_file(path, value)
     except OSError as e:
         raise YacrError(f"{field}: cannot apply {value!r}: {e.strerror}") from None
 

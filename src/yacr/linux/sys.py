@@ -206,6 +206,34 @@ def _check(ret: int, what: str, path: str | bytes | None = None) -> int:
     return ret
 
 
+def read_file(path: str, limit: int = 1 << 20) -> bytes:
+    """A small (kernel) file read with three syscalls: open() would add fstat, an isatty
+    ioctl and a seek, on every /proc and cgroup file the runtime touches."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while True:
+            b = os.read(fd, 65536)
+            if not b:
+                break
+            chunks.append(b)
+            limit -= len(b)
+            if limit <= 0:
+                break
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def write_file(path: str, data: str | bytes) -> None:
+    """One write(2) to a (kernel) file, as /proc and cgroup files expect."""
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, data.encode() if isinstance(data, str) else data)
+    finally:
+        os.close(fd)
+
+
 def _b(s: str | bytes | None) -> bytes | None:
     if s is None or isinstance(s, bytes):
         return s
