@@ -9,10 +9,10 @@ Every error becomes one line on stderr (and in --log), with exit status 1.
 
 from __future__ import annotations
 
-import os
+import posix
 import sys
 
-from yacr import __version__
+from yacr import __version__, fs
 from yacr.errors import UsageError, YacrError
 from yacr.log import Log
 
@@ -280,6 +280,44 @@ def _resume(ctx: Context, o: dict[str, Any], args: list[str]) -> int:
     return 0
 
 
+def _update(ctx: Context, o: dict[str, Any], args: list[str]) -> int:
+    from yacr.cgroups import commands
+
+    commands.update(ctx, args[0], o)
+    return 0
+
+
+def _events(ctx: Context, o: dict[str, Any], args: list[str]) -> int:
+    from yacr.cgroups import commands
+
+    commands.events(ctx, args[0], o["stats"], commands.parse_duration(o["interval"]))
+    return 0
+
+
+UPDATE_FLAGS = [
+    Flag("resources", "str", "", "linux.resources JSON from FILE, or - for stdin",
+         aliases=("r",)),
+    Flag("memory", "str", "", "memory limit (bytes, or 64m, 1g; -1 for none)"),
+    Flag("memory-swap", "str", "", "memory+swap limit (-1 for unlimited swap)"),
+    Flag("memory-reservation", "str", "", "memory soft limit"),
+    Flag("kernel-memory", "str", "", "(obsolete) kernel memory limit"),
+    Flag("kernel-memory-tcp", "str", "", "(obsolete) kernel TCP buffer limit"),
+    Flag("cpu-shares", "str", "", "CPU shares (relative weight)", aliases=("cpu-share",)),
+    Flag("cpu-quota", "str", "", "CFS quota in microseconds per period (-1: none)"),
+    Flag("cpu-period", "str", "", "CFS period in microseconds"),
+    Flag("cpu-burst", "str", "", "CFS burst in microseconds"),
+    Flag("cpu-rt-period", "str", "", "real-time period in microseconds"),
+    Flag("cpu-rt-runtime", "str", "", "real-time runtime in microseconds"),
+    Flag("cpu-idle", "str", "", "1: SCHED_IDLE for the cgroup"),
+    Flag("cpuset-cpus", "str", "", "CPUs to use (0-3,5)"),
+    Flag("cpuset-mems", "str", "", "memory nodes to use"),
+    Flag("pids-limit", "int", None, "maximum number of tasks (-1: none)"),
+    Flag("blkio-weight", "int", 0, "block I/O weight (10-1000)"),
+    Flag("l3-cache-schema", "str", "", "Intel RDT L3 schema (not supported)"),
+    Flag("mem-bw-schema", "str", "", "Intel RDT memory bandwidth schema (not supported)"),
+]
+
+
 def _bench(ctx: Context, o: dict[str, Any], args: list[str]) -> int:
     from yacr.bench import main as bench_main
 
@@ -318,6 +356,13 @@ COMMANDS: dict[str, Command] = {c.name: c for c in [
             [Flag("format", "str", "table", "table or json", aliases=("f",))], _ps, 1, None),
     Command("pause", "freeze every process of a container", "pause ID", [], _pause),
     Command("resume", "thaw a paused container", "resume ID", [], _resume),
+    Command("update", "change a running container's resource limits",
+            "update [--resources FILE|-] [--memory N] [--cpu-quota N] ... ID", UPDATE_FLAGS,
+            _update),
+    Command("events", "print a container's stats and OOM events (JSON)",
+            "events [--stats] [--interval 5s] ID",
+            [Flag("stats", "bool", help="print the stats once and exit"),
+             Flag("interval", "str", "5s", "time between stats events")], _events),
     Command("bench", "benchmark yacr against runc and crun (see yacr bench --help)",
             "bench [SCENARIO...] [--runtimes ...] [--runs N] [--quick] [--out DIR]", [],
             _bench, 0, None),
@@ -409,7 +454,7 @@ def _main(argv: list[str], log: Log) -> int:
         # bench has its own argparse-based parser (a cold path; argparse is fine there)
         from yacr.container import Context
 
-        return cmd.run(Context(os.path.abspath(g["root"]), log), {}, args)
+        return cmd.run(Context(fs.abspath(g["root"]), log), {}, args)
     flags = cmd.flags + [Flag("help", "bool", aliases=("h",))]
     o, pos = parse_flags(args, flags, name)
     if o["help"] or g["help"]:
@@ -426,14 +471,14 @@ def _main(argv: list[str], log: Log) -> int:
     root = g["root"]
     if not root:
         raise UsageError("--root must not be empty")
-    ctx = Context(os.path.abspath(root), log, g["systemd-cgroup"])
+    ctx = Context(fs.abspath(root), log, g["systemd-cgroup"])
     return cmd.run(ctx, o, pos)
 
 
 def entrypoint() -> None:
     """The console script: exit with what main returns.
 
-    os._exit skips interpreter finalization (~2 ms of tearing down modules that are about
+    posix._exit skips interpreter finalization (~2 ms of tearing down modules that are about
     to vanish anyway); only the standard streams need flushing first.
     """
     code = main()
@@ -442,4 +487,4 @@ def entrypoint() -> None:
         sys.stderr.flush()
     except (OSError, ValueError):
         pass
-    os._exit(code)
+    posix._exit(code)

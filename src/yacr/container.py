@@ -11,9 +11,9 @@ that was killed half-way.
 from __future__ import annotations
 
 import _signal
-import os
+import posix
 
-from yacr import cgroups, protocol
+from yacr import cgroups, fs, protocol
 from yacr.errors import NotFoundError, StateError, YacrError
 from yacr.linux import sys as S
 from yacr.log import rfc3339_now
@@ -75,9 +75,9 @@ def _hook_state(st: State, status: str, pid: int | None = None) -> dict[str, Any
 
 def write_pid_file(path: str, pid: int) -> None:
     """Digits only, no newline (containerd's Atoi rejects one); renamed into place."""
-    path = os.path.abspath(path)
+    path = fs.abspath(path)
     try:
-        write_atomic(os.path.dirname(path), os.path.basename(path), str(pid).encode(), 0o644)
+        write_atomic(fs.dirname(path), fs.basename(path), str(pid).encode(), 0o644)
     except OSError as e:
         raise YacrError(f"--pid-file {path}: {e.strerror}") from None
 
@@ -91,8 +91,8 @@ def create(ctx: Context, cid: str, bundle: str, opts: CreateOptions,
     from yacr.state import validate_id
 
     validate_id(cid)
-    bundle = os.path.abspath(bundle)
-    if not os.path.isdir(bundle):
+    bundle = fs.abspath(bundle)
+    if not fs.isdir(bundle):
         raise YacrError(f"--bundle {bundle}: no such directory")
     spec = specmod.load_bundle(bundle)
     proc = spec.process
@@ -111,10 +111,9 @@ def create(ctx: Context, cid: str, bundle: str, opts: CreateOptions,
         raise YacrError("--systemd-cgroup: systemd is not running on this host, so the "
                         f"cgroup {spec.linux.cgroups_path!r} cannot be honoured; drop the flag")
     layout = cgroups.detect_layout()
-    res = spec.linux.resources
+    res = cgroups.parse_resources(spec.linux.resources)
     paths = cgroups.resolve_paths(layout, spec.linux.cgroups_path, dir_name(cid),
-                                  need_unified=bool(res.get("hugepageLimits")
-                                                    or res.get("unified")))
+                                  need_unified=cgroups.needs_unified(layout, res))
     filt = None
     if spec.linux.seccomp is not None:
         from yacr.linux.seccomp import Filter
@@ -136,14 +135,14 @@ def create(ctx: Context, cid: str, bundle: str, opts: CreateOptions,
         st.hooks = {k: [h.to_dict() for h in spec.hooks.get(k, [])]
                     for k in ("poststart", "poststop") if spec.hooks.get(k)}
         st.handler = handler.name
-        me = proc_stat(os.getpid())
-        st.creator = (os.getpid(), me[1] if me else 0)
+        me = proc_stat(posix.getpid())
+        st.creator = (posix.getpid(), me[1] if me else 0)
         made = cgroups.missing(paths)
         st.extra["cgroupsMade"] = made
 
-        fifo = os.path.join(st.path, EXEC_FIFO)
-        os.mkfifo(fifo, 0o600)
-        fifo_fd = os.open(fifo, os.O_RDWR | os.O_CLOEXEC)
+        fifo = fs.join(st.path, EXEC_FIFO)
+        posix.mkfifo(fifo, 0o600)
+        fifo_fd = posix.open(fifo, posix.O_RDWR | posix.O_CLOEXEC)
         chan, init_chan = protocol.Channel.pair()
         csock = None
         if proc.terminal and opts.console_socket is not None:
@@ -156,7 +155,7 @@ def create(ctx: Context, cid: str, bundle: str, opts: CreateOptions,
         cfg.seccomp = filt
         pid = _fork_into_namespaces(plan, spec.linux.time_offsets, cfg, chan, st.dirfd)
         init_chan.close()
-        os.close(fifo_fd)
+        posix.close(fifo_fd)
         if csock is not None:
             csock.close()
         plan.close()
@@ -167,6 +166,7 @@ def create(ctx: Context, cid: str, bundle: str, opts: CreateOptions,
         st.save()
         write_atomic(st.path, CONFIG_COPY, spec.source)
         cgroups.create(paths, made)
+        cgroups.apply_resources(paths, res, spec, ctx.log)
         chan.send(protocol.CGROUPS_READY)
         info = proc_stat(pid)
         st.pid = pid
@@ -200,7 +200,7 @@ def create(ctx: Context, cid: str, bundle: str, opts: CreateOptions,
     except BaseException:
         plan.close()
         if pty_master >= 0:
-            os.close(pty_master)
+            posix.close(pty_master)
         _undo_create(ctx, st, pid, made)
         raise
     return Created(st, pid, pty_master)
@@ -212,7 +212,7 @@ def _hand_to_listener(filt: Any, fd: int, state: dict[str, Any]) -> None:
     try:
         send_to_listener(filt.listener_path, fd, state, filt.listener_metadata)
     finally:
-        os.close(fd)
+        posix.close(fd)
 
 
 def _fork_into_namespaces(plan: Any, offsets: dict[str, tuple[int, int]], cfg: Any,
@@ -225,7 +225,8 @@ def _fork_into_namespaces(plan: Any, offsets: dict[str, tuple[int, int]], cfg: A
         for kind, flag, procname in (("pid", S.CLONE_NEWPID, "pid"),
                                      ("time", S.CLONE_NEWTIME, "time")):
             if kind in plan.join or plan.unshare & flag:
-                own = os.open(f"/proc/self/ns/{procname}_for_children", os.O_RDONLY | os.O_CLOEXEC)
+                own = posix.open(f"/proc/self/ns/{procname}_for_children",
+                                 posix.O_RDONLY | posix.O_CLOEXEC)
                 restore.append((own, flag))
                 if kind in plan.join:
                     S.setns(plan.join[kind], flag)
@@ -233,10 +234,10 @@ def _fork_into_namespaces(plan: Any, offsets: dict[str, tuple[int, int]], cfg: A
                     S.unshare(flag)
                     if kind == "time" and offsets:
                         _write_time_offsets(offsets)
-        pid = os.fork()
+        pid = posix.fork()
         if pid == 0:
             # The state lock is the runtime's: init must not keep it alive after create.
-            os.close(lock_fd)
+            posix.close(lock_fd)
             chan.close()
             init.run(cfg)
     finally:
@@ -244,7 +245,7 @@ def _fork_into_namespaces(plan: Any, offsets: dict[str, tuple[int, int]], cfg: A
             try:
                 S.setns(fd, flag)
             finally:
-                os.close(fd)
+                posix.close(fd)
     return pid
 
 
@@ -261,11 +262,11 @@ def _undo_create(ctx: Context, st: State, pid: int, made: list[str]) -> None:
     """Leave nothing behind after a failed create: process, cgroups, state directory."""
     if pid > 0:
         try:
-            os.kill(pid, 9)
+            posix.kill(pid, 9)
         except ProcessLookupError:
             pass
         try:
-            os.waitpid(pid, 0)
+            posix.waitpid(pid, 0)
         except ChildProcessError:
             pass
     try:
@@ -300,17 +301,17 @@ def _poststart(st: State) -> None:
 
 
 def _release(st: State) -> None:
-    fifo = os.path.join(st.path, EXEC_FIFO)
+    fifo = fs.join(st.path, EXEC_FIFO)
     try:
-        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = posix.open(fifo, posix.O_WRONLY | posix.O_NONBLOCK | posix.O_CLOEXEC)
     except OSError:
         # ENXIO: nobody holds the FIFO for reading any more, so init is gone.
         raise StateError("cannot start a container that has stopped") from None
     try:
-        os.write(fd, b"0")
+        posix.write(fd, b"0")
     finally:
-        os.close(fd)
-    os.unlink(fifo)
+        posix.close(fd)
+    posix.unlink(fifo)
 
 
 def parse_signal(text: str) -> int:
@@ -345,11 +346,11 @@ def _pidfd_for(st: State) -> int | None:
     if st.pid <= 0:
         return None
     try:
-        fd = os.pidfd_open(st.pid)
+        fd = posix.pidfd_open(st.pid)
     except OSError:
         return None
     if not st.init_alive():
-        os.close(fd)
+        posix.close(fd)
         return None
     return fd
 
@@ -364,7 +365,7 @@ def _kill_init(st: State, sig: int) -> bool:
     except ProcessLookupError:
         return False
     finally:
-        os.close(fd)
+        posix.close(fd)
 
 
 def kill(ctx: Context, cid: str, sig: int, all_procs: bool = False) -> None:
@@ -424,7 +425,7 @@ def destroy(ctx: Context, st: State, run_poststop: bool = True, reaped: bool = F
             p = select.poll()
             p.register(fd, select.POLLIN)
             p.poll(5000)
-            os.close(fd)
+            posix.close(fd)
         if st.cgroups and cgroups.pids(st.cgroups):
             cgroups.signal_all(st.cgroups, 9)
     if st.cgroups:
@@ -479,7 +480,7 @@ def run(ctx: Context, cid: str, bundle: str, opts: CreateOptions, detach: bool =
 
 def _reap(pid: int) -> None:
     try:
-        os.waitpid(pid, 0)
+        posix.waitpid(pid, 0)
     except ChildProcessError:
         pass
 

@@ -10,9 +10,9 @@ close-on-exec socket; a clean EOF means execve succeeded.
 
 from __future__ import annotations
 
-import os
+import posix
 
-from yacr import protocol
+from yacr import fs, protocol
 from yacr.cgroups import join_self
 from yacr.errors import StateError, UsageError, YacrError
 from yacr.linux import sys as S
@@ -59,7 +59,7 @@ def container_config(st: State) -> dict[str, Any]:
     from yacr.state import CONFIG_COPY
 
     try:
-        with open(os.path.join(st.path, CONFIG_COPY), "rb") as f:
+        with open(fs.join(st.path, CONFIG_COPY), "rb") as f:
             cfg = jsonio.loads(f.read())
     except (OSError, ValueError):
         return {}
@@ -135,10 +135,11 @@ def exec_process(ctx: Context, st: State, proc: Process, *, console_socket: str 
             if kind == "user":
                 continue
             try:
-                if os.stat(f"/proc/{init_pid}/ns/{name}").st_ino == \
-                        os.stat(f"/proc/self/ns/{name}").st_ino:
+                if posix.stat(f"/proc/{init_pid}/ns/{name}").st_ino == \
+                        posix.stat(f"/proc/self/ns/{name}").st_ino:
                     continue
-                nsfds[kind] = os.open(f"/proc/{init_pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
+                nsfds[kind] = posix.open(f"/proc/{init_pid}/ns/{name}",
+                                         posix.O_RDONLY | posix.O_CLOEXEC)
             except FileNotFoundError:
                 if kind in ("time",):
                     continue
@@ -151,10 +152,11 @@ def exec_process(ctx: Context, st: State, proc: Process, *, console_socket: str 
         try:
             for kind, flag in (("pid", S.CLONE_NEWPID), ("time", S.CLONE_NEWTIME)):
                 if kind in nsfds:
-                    own = os.open(f"/proc/self/ns/{kind}_for_children", os.O_RDONLY | os.O_CLOEXEC)
+                    own = posix.open(f"/proc/self/ns/{kind}_for_children",
+                                     posix.O_RDONLY | posix.O_CLOEXEC)
                     restore.append((own, flag))
                     S.setns(nsfds[kind], flag)
-            pid = os.fork()
+            pid = posix.fork()
             if pid == 0:
                 chan.close()
                 try:
@@ -165,18 +167,18 @@ def exec_process(ctx: Context, st: State, proc: Process, *, console_socket: str 
                         child_chan.send(protocol.ERROR, msg=error_text(e))
                     except BaseException:  # noqa: BLE001
                         pass
-                    os._exit(127 if "exec:" in error_text(e) else 1)
-                os._exit(0)
+                    posix._exit(127 if "exec:" in error_text(e) else 1)
+                posix._exit(0)
         finally:
             for fd, flag in restore:
                 S.setns(fd, flag)
-                os.close(fd)
+                posix.close(fd)
         child_chan.close()
         if csock is not None:
             csock.close()
     finally:
         for fd in nsfds.values():
-            os.close(fd)
+            posix.close(fd)
     pty_master = -1
     try:
         while True:
@@ -194,7 +196,7 @@ def exec_process(ctx: Context, st: State, proc: Process, *, console_socket: str 
                 chan.send(protocol.SECCOMP_DONE)
     except YacrError:
         try:
-            os.waitpid(pid, 0)
+            posix.waitpid(pid, 0)
         except ChildProcessError:
             pass
         raise
@@ -220,18 +222,18 @@ def _child(st: State, proc: Process, nsfds: dict[str, int], csock: Any,
         if kind in nsfds:
             S.setns(nsfds[kind], 0)
     if "mount" in nsfds:
-        os.chdir("/")
+        posix.chdir("/")
     if proc.terminal:
-        os.setsid()
+        posix.setsid()
         master, slave = console.open_pty(proc.console_height, proc.console_width)
         if csock is not None:
             console.send_master(csock, master)
             csock.close()
         else:
             chan.send(protocol.PTY_MASTER, fds=[master])
-        os.close(master)
+        posix.close(master)
         console.make_controlling(slave)
-        os.close(slave)
+        posix.close(slave)
     if proc.oom_score_adj is not None:
         from yacr.linux.process import set_oom_score_adj
 
@@ -239,7 +241,7 @@ def _child(st: State, proc: Process, nsfds: dict[str, int], csock: Any,
     if filt is not None and filt.uses_notify:
         fd = filt.load()
         chan.send(protocol.SECCOMP_FD, fds=[fd])
-        os.close(fd)
+        posix.close(fd)
         chan.recv(protocol.SECCOMP_DONE)
         filt = None
     path, env, last_step = finish(proc, handler, ctx.log, filt)

@@ -7,7 +7,7 @@ reach the user in the one-line error.
 
 from __future__ import annotations
 
-import os
+import posix
 import select
 import time
 
@@ -59,23 +59,23 @@ def run_hook_dicts(kind: str, hooks: list[dict[str, Any]], state: dict[str, Any]
 
 def run_hook(kind: str, index: int, path: str, args: list[str], env: list[str],
              timeout: int | None, payload: bytes) -> None:
-    in_r, in_w = os.pipe2(os.O_CLOEXEC)
-    out_r, out_w = os.pipe2(os.O_CLOEXEC)
+    in_r, in_w = posix.pipe2(posix.O_CLOEXEC)
+    out_r, out_w = posix.pipe2(posix.O_CLOEXEC)
     envmap = {}
     for e in env:
         k, _, v = e.partition("=")
         envmap[k] = v
-    actions = [(os.POSIX_SPAWN_DUP2, in_r, 0), (os.POSIX_SPAWN_DUP2, out_w, 1),
-               (os.POSIX_SPAWN_DUP2, out_w, 2)]
+    actions = [(posix.POSIX_SPAWN_DUP2, in_r, 0), (posix.POSIX_SPAWN_DUP2, out_w, 1),
+               (posix.POSIX_SPAWN_DUP2, out_w, 2)]
     try:
-        pid = os.posix_spawn(path, args or [path], envmap, file_actions=actions,
+        pid = posix.posix_spawn(path, args or [path], envmap, file_actions=actions,
                              setsigdef=(1, 2, 3, 13, 15))
     except OSError as e:
         for fd in (in_r, in_w, out_r, out_w):
-            os.close(fd)
+            posix.close(fd)
         raise HookError(f"{kind} hook #{index} ({path}): {e.strerror}") from None
-    os.close(in_r)
-    os.close(out_w)
+    posix.close(in_r)
+    posix.close(out_w)
     output = _feed_and_wait(pid, in_w, out_r, payload, timeout)
     if output is None:
         raise HookError(f"{kind} hook #{index} ({path}) timed out after {timeout}s")
@@ -91,15 +91,15 @@ def _feed_and_wait(pid: int, in_w: int, out_r: int, payload: bytes,
                    timeout: int | None) -> tuple[int, bytes] | None:
     """Write stdin, drain stdout/stderr, wait; None on timeout (the hook is killed)."""
     deadline = None if timeout is None else time.monotonic() + timeout
-    pidfd = os.pidfd_open(pid)
-    os.set_blocking(in_w, False)
+    pidfd = posix.pidfd_open(pid)
+    posix.set_blocking(in_w, False)
     poller = select.poll()
     poller.register(pidfd, select.POLLIN)
     poller.register(out_r, select.POLLIN)
     if payload:
         poller.register(in_w, select.POLLOUT)
     else:
-        os.close(in_w)
+        posix.close(in_w)
         in_w = -1
     captured = bytearray()
     exited = False
@@ -109,14 +109,14 @@ def _feed_and_wait(pid: int, in_w: int, out_r: int, payload: bytes,
             if deadline is not None:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    os.kill(pid, 9)
-                    os.waitpid(pid, 0)
+                    posix.kill(pid, 9)
+                    posix.waitpid(pid, 0)
                     return None
                 wait_ms = int(left * 1000) + 1
             for fd, _ev in poller.poll(wait_ms):
                 if fd == in_w:
                     try:
-                        n = os.write(in_w, payload)
+                        n = posix.write(in_w, payload)
                         payload = payload[n:]
                     except BlockingIOError:
                         pass
@@ -124,10 +124,10 @@ def _feed_and_wait(pid: int, in_w: int, out_r: int, payload: bytes,
                         payload = b""  # the hook does not read its stdin: fine
                     if not payload:
                         poller.unregister(in_w)
-                        os.close(in_w)
+                        posix.close(in_w)
                         in_w = -1
                 elif fd == out_r:
-                    chunk = os.read(out_r, 65536)
+                    chunk = posix.read(out_r, 65536)
                     if not chunk:
                         poller.unregister(out_r)
                     elif len(captured) < _OUTPUT_CAP:
@@ -138,20 +138,20 @@ def _feed_and_wait(pid: int, in_w: int, out_r: int, payload: bytes,
                 break
         # Collect what the hook wrote just before it exited, without waiting on any
         # daemon it left behind holding the pipe open.
-        os.set_blocking(out_r, False)
+        posix.set_blocking(out_r, False)
         while True:
             try:
-                chunk = os.read(out_r, 65536)
+                chunk = posix.read(out_r, 65536)
             except OSError:
                 break
             if not chunk:
                 break
             if len(captured) < _OUTPUT_CAP:
                 captured += chunk[: _OUTPUT_CAP - len(captured)]
-        _, status = os.waitpid(pid, 0)
-        return os.waitstatus_to_exitcode(status), bytes(captured)
+        _, status = posix.waitpid(pid, 0)
+        return posix.waitstatus_to_exitcode(status), bytes(captured)
     finally:
-        os.close(pidfd)
-        os.close(out_r)
+        posix.close(pidfd)
+        posix.close(out_r)
         if in_w >= 0:
-            os.close(in_w)
+            posix.close(in_w)

@@ -11,9 +11,9 @@ is out of reach afterwards. It never returns: it execs the container process
 from __future__ import annotations
 
 import _signal
-import os
+import posix
 
-from yacr import protocol
+from yacr import fs, protocol
 from yacr.cgroups import join_self
 from yacr.errors import YacrError
 from yacr.linux import capabilities, process, rootfs
@@ -79,7 +79,7 @@ class InitConfig:
 def _die_on_signal(signum: int, _frame: Any) -> None:
     # As pid 1 of its namespace, init only receives signals it handles: make the common
     # termination signals work on a created (not yet started) container.
-    os._exit(128 + signum)
+    posix._exit(128 + signum)
 
 
 def error_text(e: BaseException) -> str:
@@ -109,14 +109,14 @@ def run(cfg: InitConfig) -> NoReturn:
                 pass
         else:
             try:
-                os.write(2, f"yacr: {text}\n".encode())
+                posix.write(2, f"yacr: {text}\n".encode())
             except OSError:
                 pass
         code = 1
         if isinstance(e, YacrError) and text.startswith("exec:"):
             code = 126 if "permission denied" in text else 127
-        os._exit(code)
-    os._exit(0)
+        posix._exit(code)
+    posix._exit(0)
 
 
 def _state(cfg: InitConfig, status: str, pid: int) -> dict[str, Any]:
@@ -137,11 +137,11 @@ def _setup(cfg: InitConfig) -> None:
         from yacr.hooks import run_hooks
     S.prctl(S.PR_SET_PDEATHSIG, 9)
     # Modes of what init creates (device nodes, mount points) are exactly the configured ones.
-    os.umask(0)
+    posix.umask(0)
     for sig in (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT,
                 _signal.SIGUSR1, _signal.SIGUSR2):
         _signal.signal(sig, _die_on_signal)
-    os.setsid()
+    posix.setsid()
 
     plan = cfg.plan
     for kind in JOIN_ORDER:
@@ -192,13 +192,13 @@ def _setup(cfg: InitConfig) -> None:
     cfg.chan.recv(protocol.HOOKS_DONE)
     if spec.hooks.get("createContainer"):
         run_hooks("createContainer", spec.hooks["createContainer"],
-                  _state(cfg, "creating", os.getpid()))
+                  _state(cfg, "creating", posix.getpid()))
 
     if root is not None:
         root.pivot(cfg.opts.no_pivot, spec.linux.rootfs_propagation)
     else:
-        os.chdir("/")
-    os.umask(0o022)
+        posix.chdir("/")
+    posix.umask(0o022)
 
     master = slave = -1
     if proc.terminal:
@@ -208,11 +208,11 @@ def _setup(cfg: InitConfig) -> None:
             cfg.console_sock.close()
         else:
             cfg.chan.send(protocol.PTY_MASTER, fds=[master])
-        os.close(master)
+        posix.close(master)
         if new_mntns:
             console.bind_console(slave)
         console.make_controlling(slave)
-        os.close(slave)
+        posix.close(slave)
 
     if root is not None:
         if spec.root_readonly:
@@ -237,7 +237,7 @@ def _setup(cfg: InitConfig) -> None:
         # runtime (which can reach listenerPath on the host) still waits for us.
         fd = filt.load()
         cfg.chan.send(protocol.SECCOMP_FD, fds=[fd])
-        os.close(fd)
+        posix.close(fd)
         cfg.chan.recv(protocol.SECCOMP_DONE)
         filt = None
     path, env, last_step = finish_process(proc, cfg.handler, cfg.log, filt)
@@ -252,18 +252,18 @@ def _setup(cfg: InitConfig) -> None:
     # Wait for `start`: it writes one byte into the exec FIFO.
     while True:
         try:
-            if os.read(cfg.fifo_fd, 1):
+            if posix.read(cfg.fifo_fd, 1):
                 break
         except InterruptedError:
             continue
-    os.close(cfg.fifo_fd)
+    posix.close(cfg.fifo_fd)
     if spec.hooks.get("startContainer"):
         try:
             run_hooks("startContainer", spec.hooks["startContainer"],
-                      _state(cfg, "created", os.getpid()))
+                      _state(cfg, "created", posix.getpid()))
         except YacrError as e:
-            os.write(2, f"yacr: {e}\n".encode())
-            os._exit(1)
+            posix.write(2, f"yacr: {e}\n".encode())
+            posix._exit(1)
     for sig in (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT,
                 _signal.SIGUSR1, _signal.SIGUSR2):
         _signal.signal(sig, _signal.SIG_DFL)
@@ -288,7 +288,7 @@ def finish_process(proc: Process, handler: Handler, log: Log,
     env = process.env_map(proc.env)
     env.setdefault("HOME", user.home)
     if proc.user.umask is not None:
-        os.umask(proc.user.umask)
+        posix.umask(proc.user.umask)
     process.apply_lsm_on_exec(proc)
     keep = capabilities.CAP_SYS_ADMIN if filt is not None and not proc.no_new_privileges else 0
     caps = None
@@ -305,7 +305,7 @@ def finish_process(proc: Process, handler: Handler, log: Log,
     if proc.no_new_privileges:
         S.prctl(S.PR_SET_NO_NEW_PRIVS, 1)
     try:
-        os.chdir(proc.cwd)
+        posix.chdir(proc.cwd)
     except OSError as e:
         raise YacrError(f"process.cwd: cannot enter {proc.cwd}: {e.strerror}") from None
     path = handler.resolve(proc.args[0], env, proc.cwd)
@@ -331,7 +331,7 @@ def _apply_sysctls(sysctl: dict[str, str], ns_types: set[str]) -> None:
                             "this container")
         path = "/proc/sys/" + key.replace(".", "/")
         try:
-            S.write_file(path, value)
+            fs.write_file(path, value)
         except OSError as e:
             raise YacrError(f"linux.sysctl: cannot set {key}={value}: {e.strerror}") from None
 
@@ -341,9 +341,9 @@ def _set_scheduler(proc: Process) -> None:
     assert sc is not None
     try:
         if sc.policy in (1, 2):
-            os.sched_setscheduler(0, sc.policy, os.sched_param(sc.priority))
+            posix.sched_setscheduler(0, sc.policy, posix.sched_param(sc.priority))
         else:
-            os.sched_setscheduler(0, sc.policy, os.sched_param(0))
-            os.setpriority(os.PRIO_PROCESS, 0, sc.nice)
+            posix.sched_setscheduler(0, sc.policy, posix.sched_param(0))
+            posix.setpriority(posix.PRIO_PROCESS, 0, sc.nice)
     except OSError as e:
         raise YacrError(f"process.scheduler: {e.strerror}") from None

@@ -9,7 +9,7 @@ given, and to stderr only when there is none.
 
 from __future__ import annotations
 
-import os
+import posix
 import sys
 import time
 
@@ -40,8 +40,8 @@ class Log:
         pivot_root, when the path no longer resolves (the fd is closed on exec)."""
         if self.path and self.fd < 0:
             try:
-                self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT
-                                  | os.O_CLOEXEC, 0o644)
+                self.fd = posix.open(self.path, posix.O_WRONLY | posix.O_APPEND | posix.O_CREAT
+                                  | posix.O_CLOEXEC, 0o644)
             except OSError:
                 self.fd = -1
 
@@ -53,20 +53,21 @@ class Log:
     def _write_file(self, line: str) -> bool:
         if self.fd >= 0:
             try:
-                os.write(self.fd, line.encode("utf-8", "replace"))
+                posix.write(self.fd, line.encode("utf-8", "replace"))
                 return True
             except OSError:
                 return False
         if not self.path:
             return False
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = posix.open(self.path, posix.O_WRONLY | posix.O_APPEND | posix.O_CREAT
+                            | posix.O_CLOEXEC, 0o644)
         except OSError:
             return False
         try:
-            os.write(fd, line.encode("utf-8", "replace"))
+            posix.write(fd, line.encode("utf-8", "replace"))
         finally:
-            os.close(fd)
+            posix.close(fd)
         return True
 
     def error(self, msg: str) -> None:

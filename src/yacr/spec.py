@@ -10,9 +10,9 @@ alone costs ~30 ms, more than a whole crun container start.
 
 from __future__ import annotations
 
-import os
+import posix
 
-from yacr import jsonio
+from yacr import fs, jsonio
 from yacr.errors import ConfigError
 
 TYPE_CHECKING = False
@@ -412,7 +412,7 @@ class Spec:
             raise _fail("root", "is required")
         root = obj(root, "root")
         rp = string(root.get("path"), "root.path", nonempty=True)
-        self.root_path = os.path.normpath(os.path.join(bundle, rp))
+        self.root_path = fs.normpath(fs.join(bundle, rp))
         ro = _opt(root, "readonly")
         self.root_readonly = False if ro is None else boolean(ro, "root.readonly")
         p = _opt(d, "process")
@@ -442,23 +442,23 @@ class Spec:
 def read_bytes(path: str, what: str) -> bytes:
     """Read a file with a size cap, so a huge or endless file is refused cheaply."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = posix.open(path, posix.O_RDONLY | posix.O_CLOEXEC)
     except FileNotFoundError:
         raise ConfigError(f"{what} not found: {path}") from None
     except OSError as e:
         raise ConfigError(f"cannot open {what} {path}: {e.strerror}") from None
     try:
-        data = os.read(fd, MAX_CONFIG_BYTES + 1)
+        data = posix.read(fd, MAX_CONFIG_BYTES + 1)
         chunks = [data]
         total = len(data)
         while data and total <= MAX_CONFIG_BYTES:
-            data = os.read(fd, MAX_CONFIG_BYTES + 1 - total)
+            data = posix.read(fd, MAX_CONFIG_BYTES + 1 - total)
             chunks.append(data)
             total += len(data)
     except IsADirectoryError:
         raise ConfigError(f"{what} {path} is a directory") from None
     finally:
-        os.close(fd)
+        posix.close(fd)
     if total > MAX_CONFIG_BYTES:
         raise ConfigError(f"{what} is larger than {MAX_CONFIG_BYTES} bytes")
     return b"".join(chunks)
@@ -477,10 +477,10 @@ def read_json_file(path: str, what: str) -> Any:
 
 def load_bundle(bundle: str) -> Spec:
     """Load and validate BUNDLE/config.json; the rootfs must exist as a directory."""
-    data = read_bytes(os.path.join(bundle, "config.json"), "config.json")
+    data = read_bytes(fs.join(bundle, "config.json"), "config.json")
     spec = Spec(parse_json(data, "config.json"), bundle)
     spec.source = data
-    if not os.path.isdir(spec.root_path):
+    if not fs.isdir(spec.root_path):
         raise ConfigError(f"root.path: rootfs {spec.root_path} does not exist or is not a "
                           "directory")
     return spec

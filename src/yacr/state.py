@@ -11,11 +11,10 @@ The status is never trusted from disk: it is derived from the init process
 from __future__ import annotations
 
 import fcntl
-import os
+import posix
 
-from yacr import OCI_VERSION, jsonio
+from yacr import OCI_VERSION, fs, jsonio
 from yacr.errors import NotFoundError, UsageError, YacrError
-from yacr.linux.sys import read_file
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -54,7 +53,7 @@ def dir_name(cid: str) -> str:
 def proc_stat(pid: int) -> tuple[str, int] | None:
     """(state letter, start time in clock ticks) of a pid, or None if it does not exist."""
     try:
-        data = read_file(f"/proc/{pid}/stat")
+        data = fs.read_file(f"/proc/{pid}/stat")
     except OSError:
         return None
     rest = data[data.rfind(b")") + 2:].split()
@@ -139,7 +138,7 @@ class State:
             return "creating" if self.creator_alive() else "stopped"
         if not self.init_alive():
             return "stopped"
-        if os.path.exists(os.path.join(self.path, EXEC_FIFO)):
+        if fs.exists(fs.join(self.path, EXEC_FIFO)):
             return "created"
         from yacr.cgroups import is_frozen
 
@@ -157,13 +156,13 @@ class State:
 
 
 def write_atomic(dirpath: str, name: str, data: bytes, mode: int = 0o600) -> None:
-    tmp = os.path.join(dirpath, f".{name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    tmp = fs.join(dirpath, f".{name}.{posix.getpid()}.tmp")
+    fd = posix.open(tmp, posix.O_WRONLY | posix.O_CREAT | posix.O_TRUNC | posix.O_CLOEXEC, mode)
     try:
-        os.write(fd, data)
+        posix.write(fd, data)
     finally:
-        os.close(fd)
-    os.rename(tmp, os.path.join(dirpath, name))
+        posix.close(fd)
+    posix.rename(tmp, fs.join(dirpath, name))
 
 
 class Store:
@@ -175,18 +174,18 @@ class Store:
         self.root = root
 
     def container_dir(self, cid: str) -> str:
-        return os.path.join(self.root, dir_name(cid))
+        return fs.join(self.root, dir_name(cid))
 
     def create(self, cid: str) -> State:
         """Make and lock a new container directory; a duplicate id fails without side effects."""
         validate_id(cid)
         try:
-            os.makedirs(self.root, mode=0o711, exist_ok=True)
+            fs.makedirs(self.root, 0o711)
         except OSError as e:
             raise YacrError(f"cannot create root directory {self.root}: {e.strerror}") from None
         path = self.container_dir(cid)
         try:
-            os.mkdir(path, 0o711)
+            posix.mkdir(path, 0o711)
         except FileExistsError:
             raise YacrError(f"container with id {cid} already exists") from None
         except OSError as e:
@@ -206,15 +205,15 @@ class Store:
             except FileNotFoundError:
                 raise NotFoundError(cid) from None
             # A delete that held the lock before us may have removed the directory.
-            if os.fstat(dirfd).st_nlink == 0:
-                os.close(dirfd)
+            if posix.fstat(dirfd).st_nlink == 0:
+                posix.close(dirfd)
                 raise NotFoundError(cid)
         try:
-            raw = read_file(os.path.join(path, STATE_FILE))
+            raw = fs.read_file(fs.join(path, STATE_FILE))
         except FileNotFoundError:
-            if not os.path.isdir(path):
+            if not fs.isdir(path):
                 if dirfd >= 0:
-                    os.close(dirfd)
+                    posix.close(dirfd)
                 raise NotFoundError(cid) from None
             # The runtime died before its first state write: an empty, broken container.
             st = State(cid, path)
@@ -231,14 +230,14 @@ class Store:
 
     def list_ids(self) -> list[str]:
         try:
-            names = os.listdir(self.root)
+            names = posix.listdir(self.root)
         except FileNotFoundError:
             return []
         out = []
         for n in sorted(names):
             if n.startswith("~"):
                 try:
-                    with open(os.path.join(self.root, n, STATE_FILE), "rb") as f:
+                    with open(fs.join(self.root, n, STATE_FILE), "rb") as f:
                         out.append(jsonio.loads(f.read())["id"])
                 except (OSError, ValueError, KeyError):
                     continue
@@ -249,19 +248,19 @@ class Store:
     def remove(self, st: State) -> None:
         """Remove the container directory; the caller holds its lock."""
         try:
-            for name in os.listdir(st.path):
+            for name in posix.listdir(st.path):
                 try:
-                    os.unlink(os.path.join(st.path, name))
+                    posix.unlink(fs.join(st.path, name))
                 except IsADirectoryError:
                     import shutil
 
-                    shutil.rmtree(os.path.join(st.path, name), ignore_errors=True)
-            os.rmdir(st.path)
+                    shutil.rmtree(fs.join(st.path, name), ignore_errors=True)
+            posix.rmdir(st.path)
         except FileNotFoundError:
             pass
 
 
 def _lock_dir(path: str) -> int:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    fd = posix.open(path, posix.O_RDONLY | posix.O_DIRECTORY | posix.O_CLOEXEC)
     fcntl.flock(fd, fcntl.LOCK_EX)
     return fd

@@ -7,7 +7,7 @@ exit status it returns is the container's, 128+N when signal N killed it.
 from __future__ import annotations
 
 import _signal
-import os
+import posix
 import select
 
 FORWARDED = (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGUSR1,
@@ -20,7 +20,7 @@ def wait_foreground(pid: int, pty_master: int = -1) -> int:
             _copy_winsize(0, pty_master)
             return
         try:
-            os.kill(pid, signum)
+            posix.kill(pid, signum)
         except ProcessLookupError:
             pass
 
@@ -30,7 +30,7 @@ def wait_foreground(pid: int, pty_master: int = -1) -> int:
         _relay(pid, pty_master)
     while True:
         try:
-            _, status = os.waitpid(pid, 0)
+            _, status = posix.waitpid(pid, 0)
             break
         except InterruptedError:
             continue
@@ -38,7 +38,7 @@ def wait_foreground(pid: int, pty_master: int = -1) -> int:
             return 255
     for sig in FORWARDED:
         _signal.signal(sig, _signal.SIG_DFL)
-    code = os.waitstatus_to_exitcode(status)
+    code = posix.waitstatus_to_exitcode(status)
     return 128 - code if code < 0 else code
 
 
@@ -58,7 +58,7 @@ def _relay(pid: int, master: int) -> None:
     import termios
 
     saved = None
-    if os.isatty(0):
+    if posix.isatty(0):
         saved = termios.tcgetattr(0)
         raw = termios.tcgetattr(0)
         raw[0] &= ~(termios.BRKINT | termios.ICRNL | termios.INPCK | termios.ISTRIP
@@ -68,7 +68,7 @@ def _relay(pid: int, master: int) -> None:
         raw[3] &= ~(termios.ECHO | termios.ICANON | termios.IEXTEN | termios.ISIG)
         termios.tcsetattr(0, termios.TCSAFLUSH, raw)
         _copy_winsize(0, master)
-    pidfd = os.pidfd_open(pid)
+    pidfd = posix.pidfd_open(pid)
     poller = select.poll()
     poller.register(master, select.POLLIN)
     poller.register(pidfd, select.POLLIN)
@@ -87,7 +87,7 @@ def _relay(pid: int, master: int) -> None:
             for fd, ev in events:
                 if fd == master:
                     try:
-                        data = os.read(master, 65536)
+                        data = posix.read(master, 65536)
                     except OSError:
                         data = b""
                     if not data:
@@ -96,7 +96,7 @@ def _relay(pid: int, master: int) -> None:
                     else:
                         _write_all(1, data)
                 elif fd == 0 and stdin_open:
-                    data = os.read(0, 65536) if ev & (select.POLLIN | select.POLLHUP) else b""
+                    data = posix.read(0, 65536) if ev & (select.POLLIN | select.POLLHUP) else b""
                     if not data:
                         poller.unregister(0)
                         stdin_open = False
@@ -105,10 +105,10 @@ def _relay(pid: int, master: int) -> None:
                         _write_all(master, data)
                 elif fd == pidfd:
                     # Drain what the container wrote last, then stop.
-                    os.set_blocking(master, False)
+                    posix.set_blocking(master, False)
                     while True:
                         try:
-                            data = os.read(master, 65536)
+                            data = posix.read(master, 65536)
                         except OSError:
                             break
                         if not data:
@@ -116,8 +116,8 @@ def _relay(pid: int, master: int) -> None:
                         _write_all(1, data)
                     done = True
     finally:
-        os.close(pidfd)
-        os.close(master)
+        posix.close(pidfd)
+        posix.close(master)
         if saved is not None:
             termios.tcsetattr(0, termios.TCSADRAIN, saved)
 
@@ -125,7 +125,7 @@ def _relay(pid: int, master: int) -> None:
 def _write_all(fd: int, data: bytes) -> None:
     while data:
         try:
-            n = os.write(fd, data)
+            n = posix.write(fd, data)
         except InterruptedError:
             continue
         except OSError:

@@ -10,15 +10,20 @@ without detecting the layout again.
 
 from __future__ import annotations
 
-import os
+import posix
 import time
 
+from yacr import fs
 from yacr.errors import YacrError
-from yacr.linux.sys import read_file, write_file
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable
+    from typing import Any
+
+    from yacr.cgroups.resources import Resources
+    from yacr.log import Log
+    from yacr.spec import Spec
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 DEFAULT_PARENT = "/yacr"
@@ -50,7 +55,7 @@ class Layout:
 def detect_layout(mountinfo: str = "/proc/self/mountinfo") -> Layout:
     hier: list[Hierarchy] = []
     unified_at: Hierarchy | None = None
-    for line in read_file(mountinfo).decode("utf-8", "surrogateescape").splitlines():
+    for line in fs.read_file(mountinfo).decode("utf-8", "surrogateescape").splitlines():
         if " - cgroup" not in line:
             continue
         pre, _, post = line.partition(" - ")
@@ -86,7 +91,7 @@ def _unescape(s: str) -> str:
 
 def own_cgroup(key: str, v2: bool) -> str:
     """This process's cgroup in one hierarchy, for cgroupsPath values relative to it."""
-    for line in read_file("/proc/self/cgroup").decode().splitlines():
+    for line in fs.read_file("/proc/self/cgroup").decode().splitlines():
         _hid, ctrls, path = line.split(":", 2)
         if v2 and ctrls == "":
             return path
@@ -118,11 +123,11 @@ def resolve_paths(layout: Layout, cgroups_path: str, cid_dir: str,
         elif cgroups_path.startswith("/"):
             inner = cgroups_path
         else:
-            inner = os.path.join(own_cgroup(h.key, h.v2), cgroups_path)
-        inner = os.path.normpath("/" + inner.strip("/"))
+            inner = fs.join(own_cgroup(h.key, h.v2), cgroups_path)
+        inner = fs.normpath("/" + inner.strip("/"))
         if h.root not in ("/", "") and inner.startswith(h.root):
             inner = inner[len(h.root):] or "/"
-        out[h.key] = os.path.normpath(h.mountpoint + inner)
+        out[h.key] = fs.normpath(h.mountpoint + inner)
     return out
 
 
@@ -132,9 +137,9 @@ def missing(paths: dict[str, str]) -> list[str]:
     out: list[str] = []
     for path in paths.values():
         p = path
-        while p not in ("/", "") and not os.path.isdir(p):
+        while p not in ("/", "") and not fs.isdir(p):
             out.append(p)
-            p = os.path.dirname(p)
+            p = fs.dirname(p)
     return out
 
 
@@ -151,7 +156,7 @@ def create(paths: dict[str, str], todo: list[str] | None = None) -> list[str]:
     keys = {path: key for key, path in paths.items()}
     for path in reversed(todo):
         try:
-            os.mkdir(path, 0o755)
+            posix.mkdir(path, 0o755)
         except FileExistsError:
             continue
         except FileNotFoundError:
@@ -163,7 +168,7 @@ def create(paths: dict[str, str], todo: list[str] | None = None) -> list[str]:
         made.append(path)
         key = keys.get(path) or _key_of(path, paths)
         if "cpuset" in key.split(","):
-            _init_cpuset(path, os.path.dirname(path))
+            _init_cpuset(path, fs.dirname(path))
     return made
 
 
@@ -175,12 +180,12 @@ def _key_of(path: str, paths: dict[str, str]) -> str:
 
 
 def _mkdirs(path: str, key: str, made: list[str]) -> None:
-    if os.path.isdir(path):
+    if fs.isdir(path):
         return
-    parent = os.path.dirname(path)
+    parent = fs.dirname(path)
     _mkdirs(parent, key, made)
     try:
-        os.mkdir(path, 0o755)
+        posix.mkdir(path, 0o755)
     except FileExistsError:
         return
     except OSError as e:
@@ -197,10 +202,10 @@ def _init_cpuset(path: str, parent: str) -> None:
     cgroup made under it later (containers under yacr's own parent), saving the copies.
     """
     try:
-        if not read_file(os.path.join(path, "cpuset.cpus")).strip():
+        if not fs.read_file(fs.join(path, "cpuset.cpus")).strip():
             for f in ("cpuset.cpus", "cpuset.mems"):
-                write_file(os.path.join(path, f), read_file(os.path.join(parent, f)).strip())
-        write_file(os.path.join(path, "cgroup.clone_children"), b"1")
+                fs.write_file(fs.join(path, f), fs.read_file(fs.join(parent, f)).strip())
+        fs.write_file(fs.join(path, "cgroup.clone_children"), b"1")
     except OSError as e:
         raise YacrError(f"cannot initialise cpuset {path}: {e.strerror}") from None
 
@@ -214,13 +219,13 @@ def join_self(paths: dict[str, str]) -> None:
     """
     for key, path in paths.items():
         v2 = key in ("", "unified")
-        target = os.path.join(path, "cgroup.procs" if v2 else "tasks")
+        target = fs.join(path, "cgroup.procs" if v2 else "tasks")
         try:
-            fd = os.open(target, os.O_WRONLY | os.O_CLOEXEC)
+            fd = posix.open(target, posix.O_WRONLY | posix.O_CLOEXEC)
             try:
-                os.write(fd, b"0")
+                posix.write(fd, b"0")
             finally:
-                os.close(fd)
+                posix.close(fd)
         except OSError as e:
             raise YacrError(f"cannot join cgroup {path}: {e.strerror}") from None
 
@@ -229,11 +234,11 @@ def add_pid(paths: dict[str, str], pid: int) -> None:
     data = str(pid).encode()
     for path in paths.values():
         try:
-            fd = os.open(os.path.join(path, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
+            fd = posix.open(fs.join(path, "cgroup.procs"), posix.O_WRONLY | posix.O_CLOEXEC)
             try:
-                os.write(fd, data)
+                posix.write(fd, data)
             finally:
-                os.close(fd)
+                posix.close(fd)
         except OSError as e:
             raise YacrError(f"cannot join cgroup {path}: {e.strerror}") from None
 
@@ -243,7 +248,7 @@ def pids(paths: dict[str, str]) -> list[int]:
     seen: set[int] = set()
     for path in paths.values():
         try:
-            seen.update(int(x) for x in read_file(os.path.join(path, "cgroup.procs")).split())
+            seen.update(int(x) for x in fs.read_file(fs.join(path, "cgroup.procs")).split())
         except (OSError, ValueError):
             continue
     return sorted(seen)
@@ -256,7 +261,7 @@ def signal_all(paths: dict[str, str], sig: int) -> int:
     try:
         for pid in pids(paths):
             try:
-                os.kill(pid, sig)
+                posix.kill(pid, sig)
                 count += 1
             except ProcessLookupError:
                 pass
@@ -271,20 +276,20 @@ def freeze(paths: dict[str, str], frozen: bool) -> bool:
     fz = paths.get("freezer")
     if fz:
         target = "FROZEN" if frozen else "THAWED"
-        _write(os.path.join(fz, "freezer.state"), target)
+        _write(fs.join(fz, "freezer.state"), target)
         if frozen:
             for _ in range(1000):
-                if read_file(os.path.join(fz, "freezer.state")).strip() == b"FROZEN":
+                if fs.read_file(fs.join(fz, "freezer.state")).strip() == b"FROZEN":
                     break
                 time.sleep(0.001)
         return True
     v2 = paths.get("") or None
     if v2 is None and "freezer" not in paths and "unified" in paths:
-        v2 = paths["unified"] if os.path.exists(os.path.join(paths["unified"],
+        v2 = paths["unified"] if fs.exists(fs.join(paths["unified"],
                                                              "cgroup.freeze")) else None
     if v2:
         try:
-            _write(os.path.join(v2, "cgroup.freeze"), "1" if frozen else "0")
+            _write(fs.join(v2, "cgroup.freeze"), "1" if frozen else "0")
         except YacrError:
             return False
         return True
@@ -295,10 +300,10 @@ def is_frozen(paths: dict[str, str]) -> bool:
     fz = paths.get("freezer")
     try:
         if fz:
-            return read_file(os.path.join(fz, "freezer.state")).strip() == b"FROZEN"
+            return fs.read_file(fs.join(fz, "freezer.state")).strip() == b"FROZEN"
         v2 = paths.get("")
         if v2:
-            return read_file(os.path.join(v2, "cgroup.freeze")).strip() == b"1"
+            return fs.read_file(fs.join(v2, "cgroup.freeze")).strip() == b"1"
     except OSError:
         return False
     return False
@@ -306,11 +311,11 @@ def is_frozen(paths: dict[str, str]) -> bool:
 
 def _write(path: str, value: str) -> None:
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        fd = posix.open(path, posix.O_WRONLY | posix.O_CLOEXEC)
         try:
-            os.write(fd, value.encode())
+            posix.write(fd, value.encode())
         finally:
-            os.close(fd)
+            posix.close(fd)
     except OSError as e:
         raise YacrError(f"cannot write {value!r} to {path}: {e.strerror}") from None
 
@@ -342,12 +347,55 @@ def destroy(paths: dict[str, str], made: Iterable[str], timeout: float = 10.0) -
 def _rmdir_tree(path: str) -> None:
     """rmdir a cgroup and any child cgroups the container made inside it (deepest first)."""
     try:
-        os.rmdir(path)
+        posix.rmdir(path)
         return
     except OSError as e:
         if e.errno not in (16, 39):  # EBUSY, ENOTEMPTY: maybe child cgroups
             raise
-    for entry in os.scandir(path):
+    for entry in posix.scandir(path):
         if entry.is_dir(follow_symlinks=False):
             _rmdir_tree(entry.path)
-    os.rmdir(path)
+    posix.rmdir(path)
+
+
+# --- resources (the managers live in yacr.cgroups.manager, v1, v2) ------------------------
+
+_V1_OF = {"memory": ("memory",), "cpu": ("cpu", "cpuset"), "pids": ("pids",),
+          "blockIO": ("blkio",), "hugepageLimits": ("hugetlb",), "rdma": ("rdma",)}
+
+
+def parse_resources(raw: dict[str, Any] | None) -> Resources:
+    """linux.resources as typed values, checked before anything is created."""
+    from yacr.cgroups.resources import Resources
+
+    return Resources(raw)
+
+
+def needs_unified(layout: Layout, res: Resources) -> bool:
+    """On a hybrid host, whether the container must join the cgroup2 hierarchy: for
+    `unified` keys, and for resource groups whose controller has no v1 hierarchy here
+    (hugetlb on this kind of machine). See resolve_paths for why it is avoided otherwise."""
+    if layout.mode != "hybrid":
+        return False
+    if res.unified:
+        return True
+    v1 = {c for h in layout.hierarchies if not h.v2 for c in h.key.split(",")}
+    if "devices" not in v1:
+        return True  # device rules then need the cgroup2 device program
+    for key, ctrls in _V1_OF.items():
+        if res.raw.get(key) and not any(c in v1 for c in ctrls):
+            return True
+    return False
+
+
+def apply_resources(paths: dict[str, str], res: Resources, spec: Spec, log: Log) -> None:
+    """Apply every resource limit and the device rules to a new, still empty cgroup.
+
+    Called between creating the cgroup and letting init join it, so the limits hold from
+    the container's first instruction; on error, create's cleanup removes the cgroups.
+    """
+    if not paths:
+        return
+    from yacr.cgroups.manager import new_manager
+
+    new_manager(paths, log).apply(res, spec_device_paths={d.path for d in spec.linux.devices})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import posix
 
 from yacr.handlers import Handler
 from yacr.linux.process import lookup_executable
@@ -16,4 +16,4 @@ class Native(Handler):
         return lookup_executable(arg0, env, cwd)
 
     def run(self, path: str, args: list[str], env: dict[str, str]) -> None:
-        os.execve(path, args, env)
+        posix.execve(path, args, env)

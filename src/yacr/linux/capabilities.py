@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from yacr import fs
 from yacr.linux import sys as S
 
 TYPE_CHECKING = False
@@ -25,7 +26,7 @@ CAP_SYS_ADMIN = 1 << BY_NAME["CAP_SYS_ADMIN"]
 
 def last_cap() -> int:
     try:
-        return int(S.read_file("/proc/sys/kernel/cap_last_cap"))
+        return int(fs.read_file("/proc/sys/kernel/cap_last_cap"))
     except OSError:
         return len(NAMES) - 1
 

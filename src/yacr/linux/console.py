@@ -10,7 +10,7 @@ a non-empty payload, as containerd and conmon expect.
 from __future__ import annotations
 
 import _socket
-import os
+import posix
 import stat
 import struct
 
@@ -33,17 +33,17 @@ def connect_socket(path: str) -> _socket.socket:
 def open_pty(rows: int, cols: int) -> tuple[int, int]:
     """(master, slave) of a new pty from the current root's /dev/ptmx."""
     try:
-        master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+        master = posix.open("/dev/ptmx", posix.O_RDWR | posix.O_NOCTTY | posix.O_CLOEXEC)
     except OSError as e:
         raise YacrError(f"terminal: cannot open /dev/ptmx in the container: {e.strerror}") \
             from None
     try:
         S.pty_unlock(master)
-        slave = S.ioctl_int(master, TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+        slave = S.ioctl_int(master, TIOCGPTPEER, posix.O_RDWR | posix.O_NOCTTY | posix.O_CLOEXEC)
         if rows or cols:
             S.set_winsize(master, rows, cols)
     except OSError as e:
-        os.close(master)
+        posix.close(master)
         raise YacrError(f"terminal: cannot set up the pty: {e.strerror}") from None
     return master, slave
 
@@ -58,27 +58,27 @@ def send_master(sock: _socket.socket, master: int) -> None:
 
 def bind_console(slave: int) -> None:
     """Make /dev/console the pty, replacing whatever the image put there without following it."""
-    devfd = os.open("/dev", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    devfd = posix.open("/dev", posix.O_PATH | posix.O_DIRECTORY | posix.O_CLOEXEC)
     try:
         try:
-            st = os.stat("console", dir_fd=devfd, follow_symlinks=False)
+            st = posix.stat("console", dir_fd=devfd, follow_symlinks=False)
             if stat.S_ISDIR(st.st_mode):
                 raise YacrError("/dev/console in the container is a directory")
-            os.unlink("console", dir_fd=devfd)
+            posix.unlink("console", dir_fd=devfd)
         except FileNotFoundError:
             pass
-        fd = os.open("console", os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW
-                     | os.O_CLOEXEC, 0o600, dir_fd=devfd)
+        fd = posix.open("console", posix.O_CREAT | posix.O_EXCL | posix.O_WRONLY | posix.O_NOFOLLOW
+                     | posix.O_CLOEXEC, 0o600, dir_fd=devfd)
         try:
             S.mount(f"/proc/self/fd/{slave}", f"/proc/self/fd/{fd}", None, S.MS_BIND)
         finally:
-            os.close(fd)
+            posix.close(fd)
     finally:
-        os.close(devfd)
+        posix.close(devfd)
 
 
 def make_controlling(slave: int) -> None:
     """The pty becomes stdio and the controlling terminal of this (session-leader) process."""
     S.ioctl_int(slave, S.TIOCSCTTY, 0)
     for fd in (0, 1, 2):
-        os.dup2(slave, fd, inheritable=True)
+        posix.dup2(slave, fd, inheritable=True)

@@ -140,9 +140,9 @@ _ST_TO_MS = ((1, S.MS_RDONLY), (2, S.MS_NOSUID), (4, S.MS_NODEV), (8, S.MS_NOEXE
 
 def current_flags(path: str) -> int:
     """The per-mount flags of the mount at path, to carry over into a bind remount."""
-    import os
+    import posix
 
-    f = os.statvfs(path).f_flag
+    f = posix.statvfs(path).f_flag
     out = 0
     for st, ms in _ST_TO_MS:
         if f & st:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import os
+import posix
 
+from yacr import fs
 from yacr.errors import YacrError
 from yacr.linux import sys as S
 
@@ -41,7 +42,7 @@ class Plan:
     def close(self) -> None:
         for fd in self.join.values():
             try:
-                os.close(fd)
+                posix.close(fd)
             except OSError:
                 pass
         self.join.clear()
@@ -53,14 +54,14 @@ def plan(linux: Linux) -> Plan:
         for i, ns in enumerate(linux.namespaces):
             if ns.type == "user":
                 raise YacrError(f"linux.namespaces[{i}]: user namespaces are not supported yet")
-            if ns.type == "time" and not os.path.exists("/proc/self/ns/time"):
+            if ns.type == "time" and not fs.exists("/proc/self/ns/time"):
                 raise YacrError(f"linux.namespaces[{i}]: this kernel has no time namespace")
             p.types.add(ns.type)
             if ns.path is None:
                 p.unshare |= FLAGS[ns.type]
                 continue
             try:
-                fd = os.open(ns.path, os.O_RDONLY | os.O_CLOEXEC)
+                fd = posix.open(ns.path, posix.O_RDONLY | posix.O_CLOEXEC)
             except OSError as e:
                 raise YacrError(f"linux.namespaces[{i}].path: cannot open {ns.path}: "
                                 f"{e.strerror}") from None

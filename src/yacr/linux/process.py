@@ -7,9 +7,10 @@ directory" to exit code 127 and "permission denied" to 126.
 
 from __future__ import annotations
 
-import os
+import posix
 import stat
 
+from yacr import fs
 from yacr.errors import YacrError
 from yacr.linux import sys as S
 
@@ -50,24 +51,24 @@ def env_map(env: list[str]) -> dict[str, str]:
 def lookup_executable(arg0: str, env: dict[str, str], cwd: str) -> str:
     """Find the program the way execvp would, inside the (already entered) container root."""
     if "/" in arg0:
-        path = arg0 if arg0.startswith("/") else os.path.join(cwd, arg0)
+        path = arg0 if arg0.startswith("/") else fs.join(cwd, arg0)
         try:
-            st = os.stat(path)
+            st = posix.stat(path)
         except OSError as e:
             raise YacrError(f'exec: "{arg0}": stat {arg0}: {_lower(e.strerror)}') from None
         if stat.S_ISDIR(st.st_mode):
             raise YacrError(f'exec: "{arg0}": is a directory')
-        if not os.access(path, os.X_OK):
+        if not posix.access(path, posix.X_OK):
             raise YacrError(f'exec: "{arg0}": permission denied')
         return path
     for d in env.get("PATH", DEFAULT_PATH).split(":"):
         d = d or "."
-        cand = os.path.join(d if d.startswith("/") else os.path.join(cwd, d), arg0)
+        cand = fs.join(d if d.startswith("/") else fs.join(cwd, d), arg0)
         try:
-            st = os.stat(cand)
+            st = posix.stat(cand)
         except OSError:
             continue
-        if stat.S_ISREG(st.st_mode) and os.access(cand, os.X_OK):
+        if stat.S_ISREG(st.st_mode) and posix.access(cand, posix.X_OK):
             return cand
     raise YacrError(f'exec: "{arg0}": executable file not found in $PATH')
 
@@ -87,7 +88,7 @@ class UserInfo:
         self.home = "/"
         name = None
         try:
-            for line in S.read_file("/etc/passwd").decode("utf-8", "replace").splitlines():
+            for line in fs.read_file("/etc/passwd").decode("utf-8", "replace").splitlines():
                 parts = line.split(":")
                 if len(parts) >= 6 and parts[2] == str(uid):
                     name, self.home = parts[0], parts[5] or "/"
@@ -97,7 +98,7 @@ class UserInfo:
         groups: list[int] = []
         if name is not None:
             try:
-                for line in S.read_file("/etc/group").decode("utf-8", "replace").splitlines():
+                for line in fs.read_file("/etc/group").decode("utf-8", "replace").splitlines():
                     parts = line.split(":")
                     if len(parts) >= 4 and name in parts[3].split(","):
                         try:
@@ -114,13 +115,13 @@ class UserInfo:
     def switch(self) -> None:
         """setgroups, then gid, then uid: the order that still has the privilege for each."""
         try:
-            os.setgroups(self.groups)
+            posix.setgroups(self.groups)
         except OSError as e:
             raise YacrError(f"cannot set supplementary groups {self.groups}: {e.strerror}") \
                 from None
         try:
-            os.setresgid(self.gid, self.gid, self.gid)
-            os.setresuid(self.uid, self.uid, self.uid)
+            posix.setresgid(self.gid, self.gid, self.gid)
+            posix.setresuid(self.uid, self.uid, self.uid)
         except OSError as e:
             raise YacrError(f"cannot switch to uid {self.uid} gid {self.gid}: {e.strerror}") \
                 from None
@@ -128,20 +129,20 @@ class UserInfo:
 
 def set_oom_score_adj(value: int) -> None:
     try:
-        S.write_file("/proc/self/oom_score_adj", str(value))
+        fs.write_file("/proc/self/oom_score_adj", str(value))
     except OSError as e:
         raise YacrError(f"process.oomScoreAdj: cannot set {value}: {e.strerror}") from None
 
 
 def apparmor_enabled() -> bool:
     try:
-        return S.read_file("/sys/module/apparmor/parameters/enabled").strip() == b"Y"
+        return fs.read_file("/sys/module/apparmor/parameters/enabled").strip() == b"Y"
     except OSError:
         return False
 
 
 def selinux_enabled() -> bool:
-    return os.path.exists("/sys/fs/selinux/enforce")
+    return fs.exists("/sys/fs/selinux/enforce")
 
 
 def check_lsm(proc: Process) -> None:
@@ -165,10 +166,10 @@ def apply_lsm_on_exec(proc: Process) -> None:
 
 def _write_attr(name: str, value: str, field: str, fallback: str | None) -> None:
     path = f"/proc/thread-self/attr/{name}"
-    if fallback and not os.path.exists(path):
+    if fallback and not fs.exists(path):
         path = f"/proc/thread-self/attr/{fallback}"
     try:
-        S.write_file(path, value)
+        fs.write_file(path, value)
     except OSError as e:
         raise YacrError(f"{field}: cannot apply {value!r}: {e.strerror}") from None
 

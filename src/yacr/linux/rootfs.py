@@ -8,9 +8,10 @@ file descriptor through /proc/self/fd, never the path string again.
 
 from __future__ import annotations
 
-import os
+import posix
 import stat
 
+from yacr import fs
 from yacr.errors import YacrError
 from yacr.linux import sys as S
 from yacr.linux.mounts import PROPAGATION, MountOptions, current_flags
@@ -42,6 +43,10 @@ PROC_OVERRIDES = frozenset({"/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo",
                             "/proc/slabinfo", "/proc/net/dev", "/proc/sys/kernel/ns_last_pid"})
 
 
+_NEW_FILE = posix.O_CREAT | posix.O_EXCL | posix.O_WRONLY | posix.O_CLOEXEC | posix.O_NOFOLLOW
+_SUBDIR = posix.O_RDONLY | posix.O_DIRECTORY | posix.O_NOFOLLOW | posix.O_CLOEXEC
+
+
 def fdpath(fd: int) -> str:
     return f"/proc/self/fd/{fd}"
 
@@ -57,7 +62,7 @@ class Rootfs:
         self.fd = -1
 
     # --- resolution inside the root -------------------------------------------------------
-    def open_in(self, path: str, flags: int = os.O_PATH) -> int:
+    def open_in(self, path: str, flags: int = posix.O_PATH) -> int:
         """Open path inside the rootfs; symlinks resolve as if the rootfs were /."""
         return S.openat2(self.fd, path.lstrip("/") or ".", flags, S.RESOLVE_IN_ROOT)
 
@@ -69,9 +74,9 @@ class Rootfs:
         """
         if _depth > 40:
             raise YacrError(f"{path}: too many levels of symbolic links in the rootfs")
-        rel = os.path.normpath("/" + path).lstrip("/")
+        rel = fs.normpath("/" + path).lstrip("/")
         if not rel:
-            return os.dup(self.fd)
+            return posix.dup(self.fd)
         try:
             return self.open_in(rel)
         except FileNotFoundError:
@@ -80,29 +85,28 @@ class Rootfs:
         pfd = self.ensure(parent, True, _depth=_depth + 1)
         try:
             try:
-                st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+                st = posix.stat(name, dir_fd=pfd, follow_symlinks=False)
             except FileNotFoundError:
                 st = None
             if st is not None and stat.S_ISLNK(st.st_mode):
-                target = os.readlink(name, dir_fd=pfd)
+                target = posix.readlink(name, dir_fd=pfd)
                 joined = target if target.startswith("/") else f"{parent}/{target}"
                 return self.ensure(joined, directory, mode, _depth + 1)
             # pfd is an O_PATH fd to a resolved directory: *at calls create inside it.
             if directory:
                 try:
-                    os.mkdir(name, mode, dir_fd=pfd)
+                    posix.mkdir(name, mode, dir_fd=pfd)
                 except FileExistsError:
                     pass
             else:
                 try:
-                    fd = os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC
-                                 | os.O_NOFOLLOW, 0o644, dir_fd=pfd)
-                    os.close(fd)
+                    fd = posix.open(name, _NEW_FILE, 0o644, dir_fd=pfd)
+                    posix.close(fd)
                 except FileExistsError:
                     pass
             return self.open_in(rel)
         finally:
-            os.close(pfd)
+            posix.close(pfd)
 
     # --- the whole preparation -----------------------------------------------------------
     def prepare(self, spec: Spec, bundle: str, layout: Layout | None,
@@ -121,7 +125,7 @@ class Rootfs:
             # rslave above no mount is shared any more.
             _make_parent_private(self.path)
         S.mount(self.path, self.path, None, S.MS_BIND | S.MS_REC)
-        self.fd = os.open(self.path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.fd = posix.open(self.path, posix.O_PATH | posix.O_DIRECTORY | posix.O_CLOEXEC)
         for i, m in enumerate(spec.mounts):
             if m.type == "cgroup" and before_cgroup_mount is not None:
                 before_cgroup_mount()
@@ -141,7 +145,7 @@ class Rootfs:
               cgroup_paths: dict[str, str], cgroupns: bool) -> None:
         opts = MountOptions(m.options)
         kind = m.type or ("bind" if opts.is_bind else "")
-        dest = os.path.normpath(m.destination)
+        dest = fs.normpath(m.destination)
         if kind == "bind" or opts.is_bind:
             self._bind(m, opts, dest, bundle)
             return
@@ -155,24 +159,24 @@ class Rootfs:
             _check_not_symlinked_proc(fd, kind, dest)
             if "tmpcopyup" in opts.extra and kind == "tmpfs":
                 # An fd opened before the mount keeps reaching the directory underneath.
-                under = self.open_in(dest, os.O_RDONLY | os.O_DIRECTORY)
+                under = self.open_in(dest, posix.O_RDONLY | posix.O_DIRECTORY)
             S.mount(m.source or kind, fdpath(fd), kind, opts.flags & ~S.MS_BIND,
                     opts.data or None)
         finally:
-            os.close(fd)
+            posix.close(fd)
         if under >= 0:
-            top = self.open_in(dest, os.O_RDONLY | os.O_DIRECTORY)
+            top = self.open_in(dest, posix.O_RDONLY | posix.O_DIRECTORY)
             try:
                 copy_tree(under, top)
             finally:
-                os.close(top)
-                os.close(under)
+                posix.close(top)
+                posix.close(under)
         self._after(dest, opts)
 
     def _bind(self, m: Mount, opts: MountOptions, dest: str, bundle: str) -> None:
-        src = m.source if m.source.startswith("/") else os.path.join(bundle, m.source)
+        src = m.source if m.source.startswith("/") else fs.join(bundle, m.source)
         try:
-            st = os.stat(src)
+            st = posix.stat(src)
         except OSError as e:
             raise YacrError(f"bind mount source {src} for {dest}: {e.strerror}") from None
         _check_proc_destination("bind", dest)
@@ -180,7 +184,7 @@ class Rootfs:
         try:
             S.mount(src, fdpath(fd), None, S.MS_BIND | (opts.flags & S.MS_REC))
         finally:
-            os.close(fd)
+            posix.close(fd)
         extra = opts.flags & ~(S.MS_BIND | S.MS_REC | S.MS_REMOUNT)
         if extra:
             # Keep what the source mount already had: those flags may be locked.
@@ -188,7 +192,7 @@ class Rootfs:
             try:
                 keep = current_flags(fdpath(fd)) & (S.MS_NOSUID | S.MS_NODEV | S.MS_NOEXEC)
             finally:
-                os.close(fd)
+                posix.close(fd)
             self._remount_bind(dest, extra | keep)
         self._after(dest, opts)
 
@@ -199,7 +203,7 @@ class Rootfs:
         try:
             S.mount(None, fdpath(fd), None, S.MS_BIND | S.MS_REMOUNT | flags)
         finally:
-            os.close(fd)
+            posix.close(fd)
 
     def _after(self, dest: str, opts: MountOptions) -> None:
         if not opts.propagation and not opts.needs_attr:
@@ -212,7 +216,7 @@ class Rootfs:
                 S.mount_setattr(fd, "", S.AT_EMPTY_PATH | S.AT_RECURSIVE,
                                 opts.attr_set, opts.attr_clr)
         finally:
-            os.close(fd)
+            posix.close(fd)
 
     def _cgroup(self, dest: str, opts: MountOptions, layout: Layout | None,
                 cgroup_paths: dict[str, str], cgroupns: bool) -> None:
@@ -231,17 +235,17 @@ class Rootfs:
                     S.mount(cgroup_paths[""], fdpath(fd), None, S.MS_BIND | S.MS_REC)
                     self._remount_bind(dest, base | ro)
             finally:
-                os.close(fd)
+                posix.close(fd)
             return
         fd = self.ensure(dest, True)
         try:
             S.mount("tmpfs", fdpath(fd), "tmpfs", base, "mode=755")
         finally:
-            os.close(fd)
+            posix.close(fd)
         for h in layout.hierarchies:
             if h.key not in cgroup_paths:
                 continue  # a hierarchy the container does not join (see cgroups.resolve_paths)
-            name = os.path.basename(h.mountpoint)
+            name = fs.basename(h.mountpoint)
             sub = self.ensure(f"{dest}/{name}", True)
             try:
                 if cgroupns:
@@ -253,80 +257,80 @@ class Rootfs:
                     S.mount(cgroup_paths[h.key], fdpath(sub), None, S.MS_BIND | S.MS_REC)
                     self._remount_bind(f"{dest}/{name}", base | ro)
             finally:
-                os.close(sub)
+                posix.close(sub)
             # Joint mounts (cpu,cpuacct) are reached by each name, as on the host.
             if "," in h.key and not h.key.startswith("name="):
                 for alias in h.key.split(","):
                     if alias != name:
                         lfd = self.open_in(dest)
                         try:
-                            os.symlink(name, alias, dir_fd=lfd)
+                            posix.symlink(name, alias, dir_fd=lfd)
                         except FileExistsError:
                             pass
                         finally:
-                            os.close(lfd)
+                            posix.close(lfd)
         if ro:
             fd = self.open_in(dest)
             try:
                 S.mount(None, fdpath(fd), None, S.MS_REMOUNT | base | S.MS_RDONLY, "mode=755")
             finally:
-                os.close(fd)
+                posix.close(fd)
 
     # --- /dev ----------------------------------------------------------------------------
     def create_devices(self, devices: list[Device], has_pts: bool) -> None:
         dev = self.ensure("/dev", True)
-        os.close(dev)
+        posix.close(dev)
         wanted: dict[str, tuple[str, int, int, int, int, int]] = {}
         for path, major, minor in DEFAULT_DEVICES:
             wanted[path] = ("c", major, minor, 0o666, 0, 0)
         for d in devices:
-            wanted[os.path.normpath(d.path)] = (d.type, d.major, d.minor, d.file_mode, d.uid,
+            wanted[fs.normpath(d.path)] = (d.type, d.major, d.minor, d.file_mode, d.uid,
                                                 d.gid)
         for path, (kind, major, minor, mode, uid, gid) in wanted.items():
             self._mknod(path, kind, major, minor, mode, uid, gid)
-        devfd = self.open_in("/dev", os.O_PATH | os.O_DIRECTORY)
+        devfd = self.open_in("/dev", posix.O_PATH | posix.O_DIRECTORY)
         try:
             for target, name in DEV_LINKS:
                 try:
-                    os.symlink(target, name, dir_fd=devfd)
+                    posix.symlink(target, name, dir_fd=devfd)
                 except FileExistsError:
                     pass
-            if os.path.exists("/proc/kcore"):
+            if fs.exists("/proc/kcore"):
                 try:
-                    os.symlink("/proc/kcore", "core", dir_fd=devfd)
+                    posix.symlink("/proc/kcore", "core", dir_fd=devfd)
                 except FileExistsError:
                     pass
             if has_pts:
                 try:
-                    os.unlink("ptmx", dir_fd=devfd)
+                    posix.unlink("ptmx", dir_fd=devfd)
                 except FileNotFoundError:
                     pass
-                os.symlink("pts/ptmx", "ptmx", dir_fd=devfd)
+                posix.symlink("pts/ptmx", "ptmx", dir_fd=devfd)
         finally:
-            os.close(devfd)
+            posix.close(devfd)
 
     def _mknod(self, path: str, kind: str, major: int, minor: int, mode: int,
                uid: int, gid: int) -> None:
-        parent, name = os.path.split(path)
+        parent, name = fs.split(path)
         pfd = self.ensure(parent, True)
         try:
             try:
-                st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
+                st = posix.stat(name, dir_fd=pfd, follow_symlinks=False)
                 # Whatever the image put there (a symlink, a file) is replaced, never followed.
                 if stat.S_ISDIR(st.st_mode):
                     raise YacrError(f"linux.devices: {path} is a directory in the rootfs")
-                os.unlink(name, dir_fd=pfd)
+                posix.unlink(name, dir_fd=pfd)
             except FileNotFoundError:
                 pass
             fmt = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK,
                    "p": stat.S_IFIFO}[kind]
             try:
-                os.mknod(name, fmt | (mode & 0o7777), os.makedev(major, minor), dir_fd=pfd)
+                posix.mknod(name, fmt | (mode & 0o7777), posix.makedev(major, minor), dir_fd=pfd)
             except OSError as e:
                 raise YacrError(f"cannot create device {path}: {e.strerror}") from None
-            os.chown(name, uid, gid, dir_fd=pfd, follow_symlinks=False)
+            posix.chown(name, uid, gid, dir_fd=pfd, follow_symlinks=False)
         finally:
-            os.close(pfd)
+            posix.close(pfd)
 
     # --- switching root ------------------------------------------------------------------
     def pivot(self, no_pivot: bool, propagation: str = "") -> None:
@@ -336,65 +340,63 @@ class Rootfs:
 
     def _switch_root(self, no_pivot: bool) -> None:
         if no_pivot:
-            os.chdir(self.path)
+            posix.chdir(self.path)
             S.mount(self.path, "/", None, S.MS_MOVE)
-            os.chroot(".")
-            os.chdir("/")
+            posix.chroot(".")
+            posix.chdir("/")
             return
-        old = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
-        new = os.open(self.path, os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+        old = posix.open("/", posix.O_DIRECTORY | posix.O_RDONLY | posix.O_CLOEXEC)
+        new = posix.open(self.path, posix.O_DIRECTORY | posix.O_RDONLY | posix.O_CLOEXEC)
         try:
-            os.fchdir(new)
+            posix.fchdir(new)
             # pivot_root(".", ".") stacks the old root under the new one; detach it at once.
             S.pivot_root(".", ".")
-            os.fchdir(old)
+            posix.fchdir(old)
             S.mount(None, ".", None, S.MS_SLAVE | S.MS_REC)
             S.umount2(".", S.MNT_DETACH)
-            os.chdir("/")
+            posix.chdir("/")
         finally:
-            os.close(old)
-            os.close(new)
+            posix.close(old)
+            posix.close(new)
         if self.fd >= 0:
-            os.close(self.fd)
+            posix.close(self.fd)
             self.fd = -1
 
 
 def copy_tree(src: int, dst: int) -> None:
     """Copy a directory's contents between two dirfds, never following symlinks
     (tmpcopyup: the image's files under a fresh tmpfs)."""
-    for e in os.scandir(src):
+    for e in posix.scandir(src):
         st = e.stat(follow_symlinks=False)
         mode = st.st_mode
         if stat.S_ISDIR(mode):
-            os.mkdir(e.name, stat.S_IMODE(mode), dir_fd=dst)
-            a = os.open(e.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                        dir_fd=src)
-            b = os.open(e.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                        dir_fd=dst)
+            posix.mkdir(e.name, stat.S_IMODE(mode), dir_fd=dst)
+            a = posix.open(e.name, _SUBDIR, dir_fd=src)
+            b = posix.open(e.name, _SUBDIR, dir_fd=dst)
             try:
                 copy_tree(a, b)
             finally:
-                os.close(a)
-                os.close(b)
+                posix.close(a)
+                posix.close(b)
         elif stat.S_ISLNK(mode):
-            os.symlink(os.readlink(e.name, dir_fd=src), e.name, dir_fd=dst)
+            posix.symlink(posix.readlink(e.name, dir_fd=src), e.name, dir_fd=dst)
         elif stat.S_ISREG(mode):
-            a = os.open(e.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=src)
-            b = os.open(e.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                        | os.O_CLOEXEC, stat.S_IMODE(mode), dir_fd=dst)
+            a = posix.open(e.name, posix.O_RDONLY | posix.O_NOFOLLOW | posix.O_CLOEXEC, dir_fd=src)
+            b = posix.open(e.name, posix.O_WRONLY | posix.O_CREAT | posix.O_EXCL | posix.O_NOFOLLOW
+                        | posix.O_CLOEXEC, stat.S_IMODE(mode), dir_fd=dst)
             try:
                 off = 0
                 while off < st.st_size:
-                    n = os.sendfile(b, a, off, st.st_size - off)
+                    n = posix.sendfile(b, a, off, st.st_size - off)
                     if n <= 0:
                         break
                     off += n
             finally:
-                os.close(a)
-                os.close(b)
+                posix.close(a)
+                posix.close(b)
         else:
-            os.mknod(e.name, mode, st.st_rdev, dir_fd=dst)
-        os.chown(e.name, st.st_uid, st.st_gid, dir_fd=dst, follow_symlinks=False)
+            posix.mknod(e.name, mode, st.st_rdev, dir_fd=dst)
+        posix.chown(e.name, st.st_uid, st.st_gid, dir_fd=dst, follow_symlinks=False)
 
 
 def _make_parent_private(path: str) -> None:
@@ -424,7 +426,7 @@ def _check_proc_destination(kind: str, dest: str) -> None:
 
 def _check_not_symlinked_proc(fd: int, kind: str, dest: str) -> None:
     if kind in ("proc", "sysfs"):
-        st = os.fstat(fd)
+        st = posix.fstat(fd)
         if not stat.S_ISDIR(st.st_mode):
             raise YacrError(f"{dest}: {kind} mount destination is not a directory")
 
@@ -437,46 +439,46 @@ def mask_paths(paths: list[str]) -> None:
     """Hide paths (after pivot_root): /dev/null over files, a read-only tmpfs over dirs."""
     if not paths:
         return
-    null = os.open("/dev/null", os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    null = posix.open("/dev/null", posix.O_PATH | posix.O_NOFOLLOW | posix.O_CLOEXEC)
     try:
-        st = os.fstat(null)
+        st = posix.fstat(null)
         # The image may make /dev/null a symlink or a file (CVE-2025-31133): use only the
         # real device, through its fd.
-        if not stat.S_ISCHR(st.st_mode) or os.major(st.st_rdev) != 1 or \
-                os.minor(st.st_rdev) != 3:
+        if not stat.S_ISCHR(st.st_mode) or posix.major(st.st_rdev) != 1 or \
+                posix.minor(st.st_rdev) != 3:
             raise YacrError("/dev/null in the container is not the null device; cannot mask")
         for p in paths:
             try:
-                fd = os.open(p, os.O_PATH | os.O_CLOEXEC)
+                fd = posix.open(p, posix.O_PATH | posix.O_CLOEXEC)
             except (FileNotFoundError, NotADirectoryError):
                 continue
             try:
                 target = _target(fd, p)
-                if stat.S_ISDIR(os.fstat(fd).st_mode):
+                if stat.S_ISDIR(posix.fstat(fd).st_mode):
                     S.mount("tmpfs", target, "tmpfs", S.MS_RDONLY, None)
                 else:
                     S.mount(_target(null, "/dev/null"), target, None, S.MS_BIND)
             finally:
-                os.close(fd)
+                posix.close(fd)
     finally:
-        os.close(null)
+        posix.close(null)
 
 
 def readonly_paths(paths: list[str]) -> None:
     for p in paths:
         try:
-            fd = os.open(p, os.O_PATH | os.O_CLOEXEC)
+            fd = posix.open(p, posix.O_PATH | posix.O_CLOEXEC)
         except (FileNotFoundError, NotADirectoryError):
             continue
         try:
             target = _target(fd, p)
             S.mount(target, target, None, S.MS_BIND | S.MS_REC)
         finally:
-            os.close(fd)
+            posix.close(fd)
         remount_readonly(p)
 
 
 def _target(fd: int, fallback: str) -> str:
     """The fd's magic link when this mount namespace has a procfs, else the path itself."""
     p = fdpath(fd)
-    return p if os.path.exists(p) else fallback
+    return p if fs.exists(p) else fallback

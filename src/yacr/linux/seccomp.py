@@ -9,7 +9,7 @@ as it can: right before execve.
 
 from __future__ import annotations
 
-import os
+import posix
 
 from yacr.errors import ConfigError, YacrError
 from yacr.linux import sys as S
@@ -145,7 +145,7 @@ class Filter:
     def _attr(self, attr: int, value: int, path: str) -> None:
         rc = self.lib.attr_set(self.ctx, S.c_int(attr), S.c_uint(value))
         if rc < 0:
-            raise YacrError(f"{path}: libseccomp refused it: {os.strerror(-rc)}")
+            raise YacrError(f"{path}: libseccomp refused it: {posix.strerror(-rc)}")
 
     def _add_arch(self, name: str, path: str) -> None:
         if not name.startswith("SCMP_ARCH_"):
@@ -155,7 +155,7 @@ class Filter:
             raise ConfigError(f"{path}: unknown architecture {name!r}")
         rc = self.lib.arch_add(self.ctx, S.c_uint(token))
         if rc < 0 and -rc != 17:  # EEXIST: the native one is already there
-            raise YacrError(f"{path}: cannot add {name}: {os.strerror(-rc)}")
+            raise YacrError(f"{path}: cannot add {name}: {posix.strerror(-rc)}")
 
     @staticmethod
     def _conditions(args: Any, rp: str, integer: Any, obj: Any, string: Any) -> list[bytes]:
@@ -198,18 +198,18 @@ class Filter:
             rc = self.lib.rule_add_array(self.ctx, S.c_uint(action), S.c_int(nr),
                                          S.c_uint(len(group)), arr if group else None)
             if rc < 0:
-                raise YacrError(f"{path}: cannot add a rule for {name}: {os.strerror(-rc)}")
+                raise YacrError(f"{path}: cannot add a rule for {name}: {posix.strerror(-rc)}")
             self.rules += 1
 
     def load(self) -> int:
         """Install the filter on this thread; returns the notify fd, or -1."""
         rc = self.lib.load(self.ctx)
         if rc < 0:
-            raise YacrError(f"linux.seccomp: cannot load the filter: {os.strerror(-rc)}")
+            raise YacrError(f"linux.seccomp: cannot load the filter: {posix.strerror(-rc)}")
         if self.uses_notify:
             fd = self.lib.notify_fd(self.ctx)
             if fd < 0:
-                raise YacrError(f"linux.seccomp: no notify fd: {os.strerror(-fd)}")
+                raise YacrError(f"linux.seccomp: no notify fd: {posix.strerror(-fd)}")
             return fd
         return -1
 

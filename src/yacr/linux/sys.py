@@ -13,8 +13,10 @@ Arguments are wrapped as C longs, and kernel structures are packed with `struct`
 from __future__ import annotations
 
 import _ctypes
-import os
+import posix
 import struct
+
+from yacr import fs
 
 
 class _long(_ctypes._SimpleCData):
@@ -68,7 +70,7 @@ def _arg(a: int | bytes | str | object | None) -> object:
     if isinstance(a, int):
         return _long(a if a < (1 << 63) else a - (1 << 64))
     if isinstance(a, str):
-        return os.fsencode(a)
+        return fs.fsencode(a)
     return a
 
 
@@ -88,7 +90,7 @@ def _buffer(size: int) -> _ctypes.Array:
 
 # Syscall numbers. Calls added after Linux 5.0 share one number on every
 # architecture; the older ones differ, so they are tabled per machine.
-_MACHINE = os.uname().machine
+_MACHINE = posix.uname().machine
 _X86_64 = {"pivot_root": 155, "capget": 125, "capset": 126, "keyctl": 250, "mount": 165,
            "umount2": 166, "unshare": 272, "setns": 308, "sethostname": 170,
            "setdomainname": 171, "prctl": 157, "prlimit64": 302, "personality": 135,
@@ -201,43 +203,15 @@ def _check(ret: int, what: str, path: str | bytes | None = None) -> int:
     if ret < 0:
         err = _ctypes.get_errno()
         if path is not None:
-            raise OSError(err, f"{what}: {os.strerror(err)}", os.fsdecode(path))
-        raise OSError(err, f"{what}: {os.strerror(err)}")
+            raise OSError(err, f"{what}: {posix.strerror(err)}", fs.fsdecode(path))
+        raise OSError(err, f"{what}: {posix.strerror(err)}")
     return ret
-
-
-def read_file(path: str, limit: int = 1 << 20) -> bytes:
-    """A small (kernel) file read with three syscalls: open() would add fstat, an isatty
-    ioctl and a seek, on every /proc and cgroup file the runtime touches."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        chunks = []
-        while True:
-            b = os.read(fd, 65536)
-            if not b:
-                break
-            chunks.append(b)
-            limit -= len(b)
-            if limit <= 0:
-                break
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
-
-
-def write_file(path: str, data: str | bytes) -> None:
-    """One write(2) to a (kernel) file, as /proc and cgroup files expect."""
-    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-    try:
-        os.write(fd, data.encode() if isinstance(data, str) else data)
-    finally:
-        os.close(fd)
 
 
 def _b(s: str | bytes | None) -> bytes | None:
     if s is None or isinstance(s, bytes):
         return s
-    return os.fsencode(s)
+    return fs.fsencode(s)
 
 
 def mount(source: str | bytes | None, target: str | bytes, fstype: str | bytes | None,
@@ -295,7 +269,7 @@ def close_range_cloexec(first: int) -> None:
 
 
 def openat2(dirfd: int, path: str | bytes, flags: int, resolve: int, mode: int = 0) -> int:
-    how = struct.pack("QQQ", flags | os.O_CLOEXEC, mode, resolve)  # struct open_how
+    how = struct.pack("QQQ", flags | posix.O_CLOEXEC, mode, resolve)  # struct open_how
     return _check(_syscall(NR_OPENAT2, dirfd, _b(path), how, len(how)), "openat2", path)
 
 
@@ -352,3 +326,68 @@ def set_winsize(fd: int, rows: int, cols: int) -> None:
 
 def pty_unlock(fd: int) -> None:
     ioctl_buf(fd, TIOCSPTLCK, struct.pack("i", 0))
+
+
+# --- bpf(2), for cgroup v2 device programs (see yacr.cgroups.devices) ---------------------
+NR_BPF = {"x86_64": 321, "aarch64": 280}.get(_MACHINE, 321)
+BPF_PROG_LOAD = 5
+BPF_PROG_ATTACH = 8
+BPF_PROG_DETACH = 9
+BPF_PROG_QUERY = 16
+BPF_PROG_TYPE_CGROUP_DEVICE = 15
+BPF_CGROUP_DEVICE = 6
+BPF_F_ALLOW_MULTI = 2
+
+
+def _cbuf(data: bytes) -> _ctypes.Array:
+    """A C copy of data whose address can go inside a kernel structure (bpf_attr)."""
+    t = type("_cbuf", (_ctypes.Array,), {"_type_": _char, "_length_": max(len(data), 1)})
+    return t.from_buffer_copy(data.ljust(max(len(data), 1), b"\0"))
+
+
+def bpf_prog_load(prog_type: int, insns: bytes, license: bytes = b"Apache",
+                  name: bytes = b"") -> int:
+    """BPF_PROG_LOAD; returns the program fd. A rejected program raises OSError whose
+    message carries the verifier's log, the only place the kernel says what is wrong."""
+    code = _cbuf(insns)
+    lic = _cbuf(license + b"\0")
+    for log_size in (0, 1 << 16):
+        log = _buffer(log_size) if log_size else None
+        attr = struct.pack("=IIQQIIQII16sII", prog_type, len(insns) // 8,
+                           _ctypes.addressof(code), _ctypes.addressof(lic),
+                           1 if log_size else 0, log_size,
+                           _ctypes.addressof(log) if log is not None else 0, 0, 0,
+                           name[:15], 0, 0)
+        fd = _syscall(NR_BPF, BPF_PROG_LOAD, attr, len(attr))
+        if fd >= 0:
+            return fd
+        err = _ctypes.get_errno()
+        if err not in (13, 22) or log_size:  # EACCES/EINVAL: ask again for the log
+            text = bytes(log).split(b"\0", 1)[0].decode(errors="replace").strip() \
+                if log is not None else ""
+            why = [ln for ln in text.splitlines() if not ln.startswith("processed ")][-1:]
+            from posix import strerror
+
+            raise OSError(err, f"bpf(BPF_PROG_LOAD): {strerror(err)}"
+                          + (f": {why[0]}" if why else ""))
+    raise AssertionError("unreachable")
+
+
+def bpf_prog_attach(target_fd: int, prog_fd: int, attach_type: int, flags: int = 0) -> None:
+    attr = struct.pack("=IIIII", target_fd, prog_fd, attach_type, flags, 0)
+    _check(_syscall(NR_BPF, BPF_PROG_ATTACH, attr, len(attr)), "bpf(BPF_PROG_ATTACH)")
+
+
+def bpf_prog_detach(target_fd: int, prog_fd: int, attach_type: int) -> None:
+    attr = struct.pack("=IIIII", target_fd, prog_fd, attach_type, 0, 0)
+    _check(_syscall(NR_BPF, BPF_PROG_DETACH, attr, len(attr)), "bpf(BPF_PROG_DETACH)")
+
+
+def bpf_prog_query(target_fd: int, attach_type: int, max_progs: int = 64) -> list[int]:
+    """The ids of the programs attached to a cgroup (BPF_PROG_QUERY), for inspection."""
+    ids = _buffer(4 * max_progs)
+    attr = _cbuf(struct.pack("=IIIIQI4x", target_fd, attach_type, 0, 0,
+                             _ctypes.addressof(ids), max_progs))
+    _check(_syscall(NR_BPF, BPF_PROG_QUERY, attr, len(bytes(attr))), "bpf(BPF_PROG_QUERY)")
+    count = struct.unpack_from("=I", bytes(attr), 24)[0]
+    return list(struct.unpack_from(f"={count}I", bytes(ids)))
