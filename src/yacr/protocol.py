@@ -30,7 +30,7 @@ During exec, the process P to be exec'd reports `error` or closes its end
 from __future__ import annotations
 
 import _socket
-import struct
+import _struct as struct  # the C module: struct.py is one more import
 
 from yacr import jsonio
 from yacr.errors import YacrError

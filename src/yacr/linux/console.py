@@ -10,9 +10,9 @@ a non-empty payload, as containerd and conmon expect.
 from __future__ import annotations
 
 import _socket
+import _struct as struct  # the C module: struct.py is one more import
 import posix
 import stat
-import struct
 
 from yacr.errors import YacrError
 from yacr.linux import sys as S

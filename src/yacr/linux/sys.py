@@ -13,8 +13,8 @@ Arguments are wrapped as C longs, and kernel structures are packed with `struct`
 from __future__ import annotations
 
 import _ctypes
+import _struct as struct  # the C module: struct.py is one more import
 import posix
-import struct
 
 from yacr import fs
 
