@@ -397,3 +397,38 @@ def test_io_priority_and_scheduler(runtime, bundles):
     assert p.returncode == 0, p.stderr
     assert p.stdout.split()[-1] == "5"  # nice value in /proc/self/stat
     assert "policy : 3" in p.stdout or "policy" not in p.stdout
+
+
+def test_walk_in_root_matches_openat2(tmp_path):
+    """The fallback for kernels without openat2 resolves like RESOLVE_IN_ROOT."""
+    from yacr.linux import sys as S
+    from yacr.linux.rootfs import walk_in_root
+
+    root = tmp_path / "root"
+    (root / "a" / "b").mkdir(parents=True)
+    (root / "etc").mkdir()
+    (root / "etc" / "f").write_text("x")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.symlink(str(outside), root / "abs")          # absolute: stays in the root
+    os.symlink("../../..", root / "a" / "b" / "up")  # climbs: stops at the root
+    os.symlink("b", root / "a" / "rel")
+    os.symlink("/etc/f", root / "file")
+    os.symlink("loop", root / "loop")
+    rootfd = os.open(root, os.O_PATH | os.O_DIRECTORY)
+    try:
+        for path in ("a/b", "abs", "a/b/up/etc", "a/rel", "file", "a/rel/up/a/rel", "..",
+                     "a/../../etc/f", "loop", "etc/f/x", "missing"):
+            try:
+                want = os.fstat(S.openat2(rootfd, path, os.O_PATH, S.RESOLVE_IN_ROOT))
+                want_key = (want.st_dev, want.st_ino)
+            except OSError as e:
+                want_key = e.errno
+            try:
+                got = os.fstat(walk_in_root(rootfd, path, os.O_PATH))
+                got_key = (got.st_dev, got.st_ino)
+            except OSError as e:
+                got_key = e.errno
+            assert got_key == want_key, path
+    finally:
+        os.close(rootfd)

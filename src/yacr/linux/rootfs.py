@@ -64,7 +64,7 @@ class Rootfs:
     # --- resolution inside the root -------------------------------------------------------
     def open_in(self, path: str, flags: int = posix.O_PATH) -> int:
         """Open path inside the rootfs; symlinks resolve as if the rootfs were /."""
-        return S.openat2(self.fd, path.lstrip("/") or ".", flags, S.RESOLVE_IN_ROOT)
+        return open_in_root(self.fd, path, flags)
 
     def ensure(self, path: str, directory: bool, mode: int = 0o755, _depth: int = 0) -> int:
         """Create path (and missing parents) inside the rootfs and return an O_PATH fd to it.
@@ -361,6 +361,58 @@ class Rootfs:
         if self.fd >= 0:
             posix.close(self.fd)
             self.fd = -1
+
+
+def open_in_root(rootfd: int, path: str, flags: int = posix.O_PATH) -> int:
+    """openat2(RESOLVE_IN_ROOT), or the same walk done here where the kernel (before 5.6)
+    or a sandbox such as valgrind lacks openat2."""
+    try:
+        return S.openat2(rootfd, path.lstrip("/") or ".", flags, S.RESOLVE_IN_ROOT)
+    except OSError as e:
+        if e.errno != 38:  # ENOSYS
+            raise
+    return walk_in_root(rootfd, path, flags)
+
+
+def walk_in_root(rootfd: int, path: str, flags: int) -> int:
+    """Resolve path one component at a time from rootfd, never above it: ".." stops at the
+    root, and a symlink's target is resolved again from the root (absolute) or from its
+    directory (relative), as RESOLVE_IN_ROOT does."""
+    parts = [p for p in path.split("/") if p and p != "."]
+    dirs = [posix.dup(rootfd)]
+    links = 0
+    try:
+        while parts:
+            comp = parts.pop(0)
+            if comp == "..":
+                if len(dirs) > 1:
+                    posix.close(dirs.pop())
+                continue
+            fd = posix.open(comp, posix.O_PATH | posix.O_NOFOLLOW | posix.O_CLOEXEC,
+                            dir_fd=dirs[-1])
+            if stat.S_ISLNK(posix.fstat(fd).st_mode):
+                posix.close(fd)
+                links += 1
+                if links > 40:
+                    raise OSError(40, "Too many levels of symbolic links", path)
+                target = posix.readlink(comp, dir_fd=dirs[-1])
+                if target.startswith("/"):
+                    while len(dirs) > 1:
+                        posix.close(dirs.pop())
+                parts = [p for p in target.split("/") if p and p != "."] + parts
+                continue
+            if parts and not stat.S_ISDIR(posix.fstat(fd).st_mode):
+                posix.close(fd)
+                raise OSError(20, "Not a directory", path)
+            dirs.append(fd)
+        last = dirs[-1]
+        if flags & ~posix.O_CLOEXEC == posix.O_PATH:
+            return posix.dup(last)
+        # Reopen the resolved file with the wanted flags through its fd, not its name.
+        return posix.open(fdpath(last), flags | posix.O_CLOEXEC)
+    finally:
+        for fd in dirs:
+            posix.close(fd)
 
 
 def copy_tree(src: int, dst: int) -> None:
