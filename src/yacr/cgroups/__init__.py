@@ -292,6 +292,15 @@ def freeze(paths: dict[str, str], frozen: bool) -> bool:
             _write(fs.join(v2, "cgroup.freeze"), "1" if frozen else "0")
         except YacrError:
             return False
+        if frozen:
+            # cgroup.freeze only asks; cgroup.events says "frozen 1" once every task stopped.
+            for _ in range(1000):
+                try:
+                    if b"frozen 1" in fs.read_file(fs.join(v2, "cgroup.events")):
+                        break
+                except OSError:
+                    break
+                time.sleep(0.001)
         return True
     return False
 
