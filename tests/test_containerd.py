@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -380,3 +381,56 @@ def test_exec_tty_in_a_detached_container(containerd, ctr):
     ctr.wait_status(cid, "STOPPED")
     assert ctr("task", "delete", cid).returncode == 0
     assert ctr("container", "delete", cid).returncode == 0
+
+
+def test_limits_metrics_and_pause_stops_progress(ctr):
+    """ctr's resource flags reach the cgroup through yacr; the shim reads metrics from it;
+    a paused task makes no progress."""
+    cid = ctr.new_id()
+    p = ctr.run("-d", "--null-io", "--memory-limit", str(96 << 20), "--cpu-shares", "512",
+                "--cpu-quota", "50000", "--cpu-period", "100000", IMAGE, cid, "sh", "-c",
+                "head -c 30000000 /dev/zero > /dev/shm/x; i=0; "
+                "while :; do i=$((i+1)); echo $i > /dev/shm/n; done")
+    assert p.returncode == 0, p.stderr
+    ctr.wait_status(cid, "RUNNING")
+    cg = [d for d in cgroup_dirs(f"{ctr.d.ns}/{cid}")]
+    by_ctrl = {d.parent.parent.name: d for d in cg}
+    assert (by_ctrl["memory"] / "memory.limit_in_bytes").read_text().strip() == str(96 << 20)
+    assert (by_ctrl["cpu"] / "cpu.shares").read_text().strip() == "512"
+    assert (by_ctrl["cpu"] / "cpu.cfs_quota_us").read_text().strip() == "50000"
+
+    def metrics() -> dict:
+        out = ctr("task", "metrics", "--format", "json", cid)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)
+
+    assert wait_for(lambda: metrics()["memory"]["usage"]["usage"] > 25 << 20, 10), metrics()
+    assert metrics()["memory"]["usage"]["limit"] == 96 << 20
+    assert metrics()["pids"]["current"] >= 1
+
+    pid, _ = ctr.task_status(cid)
+    counter = Path(f"/proc/{pid}/root/dev/shm/n")  # the container's tmpfs, seen from here
+
+    def progress() -> str:
+        for _ in range(100):
+            text = counter.read_text().strip()
+            if text:  # not caught between truncate and write
+                return text
+            time.sleep(0.01)
+        raise AssertionError("no counter")
+
+    assert ctr("task", "pause", cid).returncode == 0
+    ctr.wait_status(cid, "PAUSED")
+    assert (by_ctrl["freezer"] / "freezer.state").read_text().strip() == "FROZEN"
+    frozen_at = counter.read_text()
+    time.sleep(0.5)
+    assert counter.read_text() == frozen_at
+    assert ctr("task", "resume", cid).returncode == 0
+    ctr.wait_status(cid, "RUNNING")
+    a = progress()
+    assert wait_for(lambda: progress() != a, 10)
+    assert ctr("task", "kill", "-s", "SIGKILL", cid).returncode == 0
+    ctr.wait_status(cid, "STOPPED")
+    assert ctr("task", "delete", cid).returncode == 0
+    assert ctr("container", "delete", cid).returncode == 0
+    assert not cgroup_dirs(f"{ctr.d.ns}/{cid}")

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from client_util import (
+    CGROUP,
     cgroup_dirs,
     kill_pids,
     pids_mentioning,
@@ -332,4 +333,70 @@ def test_exec_tty(podman_session, podman):
     lines = out.replace("\r", "").splitlines()
     assert lines[0].startswith("/dev/pts/")
     assert "out-is-tty" in lines
+    assert podman("rm", "--force", "--time", "0", name).returncode == 0
+
+
+def _cgroup_file(cid: str, ctrl: str, name: str) -> str:
+    """A file of the container's cgroup as podman's cgroupfs manager places it."""
+    return (CGROUP / ctrl / "libpod_parent" / f"libpod-{cid}" / name).read_text().strip()
+
+
+def test_stats_no_stream(podman):
+    """podman reads the cgroup yacr made and limited: usage, limit and pids show up."""
+    name = podman.new_name()
+    p = podman("run", "-d", "--name", name, "--memory", "96m", "--pids-limit", "50", IMAGE,
+               "sh", "-c", "head -c 30000000 /dev/zero > /dev/shm/x; sleep 1000")
+    assert p.returncode == 0, p.stderr
+    cid = p.stdout.strip()
+    assert _cgroup_file(cid, "memory", "memory.limit_in_bytes") == str(96 << 20)
+    assert _cgroup_file(cid, "pids", "pids.max") == "50"
+
+    def stats() -> dict:
+        out = podman("stats", "--no-stream", "--format", "json", name)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)[0]
+
+    assert wait_for(lambda: stats()["mem_usage"].startswith(("2", "3")), 10), stats()
+    s = stats()
+    assert s["name"] == name and s["mem_usage"].endswith("/ 100.7MB")  # 96 MiB
+    assert int(s["pids"]) >= 1
+    assert podman("rm", "--force", "--time", "0", name).returncode == 0
+
+
+def test_update_changes_the_limits(podman):
+    """podman update calls `yacr update --resources=FILE ID`."""
+    name = podman.new_name()
+    p = podman("run", "-d", "--name", name, "--memory", "64m", "--cpu-shares", "512", IMAGE,
+               "sleep", "1000")
+    assert p.returncode == 0, p.stderr
+    cid = p.stdout.strip()
+    assert _cgroup_file(cid, "cpu", "cpu.shares") == "512"
+    p = podman("update", "--memory", "128m", "--memory-swap", "256m", "--cpu-shares", "300",
+               "--cpu-quota", "20000", "--cpu-period", "100000", name)
+    assert p.returncode == 0, p.stderr
+    assert _cgroup_file(cid, "memory", "memory.limit_in_bytes") == str(128 << 20)
+    assert _cgroup_file(cid, "memory", "memory.memsw.limit_in_bytes") == str(256 << 20)
+    assert _cgroup_file(cid, "cpu", "cpu.shares") == "300"
+    assert _cgroup_file(cid, "cpu", "cpu.cfs_quota_us") == "20000"
+    assert podman("exec", name, "true").returncode == 0
+    assert podman("rm", "--force", "--time", "0", name).returncode == 0
+
+
+def test_top_and_pause_progress(podman):
+    name = podman.new_name()
+    p = podman("run", "-d", "--name", name, IMAGE, "sh", "-c",
+               "sleep 1000 & sleep 1000 & wait")
+    assert p.returncode == 0, p.stderr
+    cid = p.stdout.strip()
+
+    def sleepers() -> int:
+        out = podman("top", name, "pid", "args").stdout.splitlines()[1:]
+        return sum(1 for line in out if line.split(None, 1)[1].strip() == "sleep 1000")
+
+    assert wait_for(lambda: sleepers() == 2, 10)
+    assert podman("pause", name).returncode == 0
+    assert _cgroup_file(cid, "freezer", "freezer.state") == "FROZEN"
+    assert yacr_state(cid)["status"] == "paused"
+    assert podman("unpause", name).returncode == 0
+    assert _cgroup_file(cid, "freezer", "freezer.state") == "THAWED"
     assert podman("rm", "--force", "--time", "0", name).returncode == 0
