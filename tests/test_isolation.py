@@ -432,3 +432,44 @@ def test_walk_in_root_matches_openat2(tmp_path):
             assert got_key == want_key, path
     finally:
         os.close(rootfd)
+
+
+def test_join_mount_namespace_by_path(runtime, bundles):
+    """The rootfs is built and pivoted into inside the joined mount namespace (as runc)."""
+    import subprocess
+
+    holder = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sleep",
+                               "100"])
+    try:
+        import time
+
+        deadline = time.monotonic() + 5
+        while os.readlink(f"/proc/{holder.pid}/ns/mnt") == os.readlink("/proc/self/ns/mnt"):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        spec = sh(bundles, "readlink /proc/self/ns/mnt; ls /bin/busybox")
+        for n in spec["linux"]["namespaces"]:
+            if n["type"] == "mount":
+                n["path"] = f"/proc/{holder.pid}/ns/mnt"
+        out = run_in(runtime, bundles, spec).split()
+        assert out == [os.readlink(f"/proc/{holder.pid}/ns/mnt"), "/bin/busybox"]
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_no_mount_namespace(runtime, bundles):
+    """Without a mount namespace the container still gets its rootfs (chroot), and delete
+    takes every mount it made on the host away again."""
+    rootfs = bundles.private_rootfs()
+    spec = sh(bundles, "readlink /proc/self/ns/mnt; ls /proc/self/fd >/dev/null && echo proc")
+    spec["root"]["path"] = rootfs
+    spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"]
+                                   if n["type"] not in ("mount", "cgroup")]
+    cid = runtime.new_id()
+    p = runtime("run", "--bundle", bundles.write(spec), cid)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == [os.readlink("/proc/self/ns/mnt"), "proc"]
+    from conftest import mounts_mentioning
+
+    assert mounts_mentioning(rootfs) == []

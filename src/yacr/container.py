@@ -139,6 +139,9 @@ def create(ctx: Context, cid: str, bundle: str, opts: CreateOptions,
         st.creator = (posix.getpid(), me[1] if me else 0)
         made = cgroups.missing(paths)
         st.extra["cgroupsMade"] = made
+        if "mount" not in plan.types:
+            # init mounts in the host's namespace, under the rootfs: delete must unmount
+            st.extra["hostRootfs"] = spec.root_path
 
         fifo = fs.join(st.path, EXEC_FIFO)
         posix.mkfifo(fifo, 0o600)
@@ -175,7 +178,8 @@ def create(ctx: Context, cid: str, bundle: str, opts: CreateOptions,
         if spec.hooks.get("prestart") or spec.hooks.get("createRuntime"):
             from yacr.hooks import run_hooks
 
-            hs = _hook_state(st, "creating")
+            # The environment exists (lifecycle step 2 is over): the spec calls that created.
+            hs = _hook_state(st, "created")
             run_hooks("prestart", spec.hooks.get("prestart", []), hs)
             run_hooks("createRuntime", spec.hooks.get("createRuntime", []), hs)
         chan.send(protocol.HOOKS_DONE)
@@ -275,7 +279,19 @@ def _undo_create(ctx: Context, st: State, pid: int, made: list[str]) -> None:
             cgroups.destroy(st.cgroups, made)
     except YacrError as e:
         ctx.log.warn(str(e))
+    _unmount_host_rootfs(st)
     ctx.store.remove(st)
+
+
+def _unmount_host_rootfs(st: State) -> None:
+    """A container without a mount namespace left its mounts under the rootfs on the host."""
+    path = st.extra.get("hostRootfs")
+    if not path:
+        return
+    try:
+        S.umount2(path, S.MNT_DETACH)
+    except OSError:
+        pass  # not mounted: create failed before the rootfs bind
 
 
 def start(ctx: Context, cid: str) -> None:
@@ -285,19 +301,39 @@ def start(ctx: Context, cid: str) -> None:
         raise StateError(f"cannot start a container that is {status}"
                          if status != "stopped" else "cannot start a container that has stopped")
     _release(st)
-    try:
-        _poststart(st)
-    except YacrError:
-        # The spec: a failing poststart hook stops the container, and start fails.
-        _kill_init(st, 9)
-        raise
+    _poststart(ctx, st)
 
 
-def _poststart(st: State) -> None:
+def _poststart(ctx: Context, st: State) -> None:
+    """poststart hooks run once the user's program runs; runtime-spec 1.2: a failing one is
+    a warning, and the rest of the hooks and the lifecycle go on."""
     if st.hooks.get("poststart"):
         from yacr.hooks import run_hook_dicts
 
-        run_hook_dicts("poststart", st.hooks["poststart"], _hook_state(st, "running"))
+        _wait_for_exec(st)
+        run_hook_dicts("poststart", st.hooks["poststart"], _hook_state(st, "running"),
+                       warn=ctx.log.warn)
+
+
+def _wait_for_exec(st: State, timeout: float = 5.0) -> None:
+    """Until init has replaced itself with the container's program (its executable is no
+    longer this interpreter), or has died."""
+    import time
+
+    try:
+        me = posix.readlink("/proc/self/exe")
+    except OSError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if posix.readlink(f"/proc/{st.pid}/exe") != me:
+                return
+        except OSError:
+            return  # gone, or a zombie
+        if not st.init_alive():
+            return
+        time.sleep(0.0005)
 
 
 def _release(st: State) -> None:
@@ -430,6 +466,7 @@ def destroy(ctx: Context, st: State, run_poststop: bool = True, reaped: bool = F
             cgroups.signal_all(st.cgroups, 9)
     if st.cgroups:
         cgroups.destroy(st.cgroups, st.extra.get("cgroupsMade", []))
+    _unmount_host_rootfs(st)
     ctx.store.remove(st)
     if run_poststop and st.hooks.get("poststop"):
         from yacr.hooks import run_hook_dicts
@@ -461,7 +498,7 @@ def run(ctx: Context, cid: str, bundle: str, opts: CreateOptions, detach: bool =
     st = created.state
     try:
         _release(st)
-        _poststart(st)
+        _poststart(ctx, st)
     except BaseException:
         _kill_init(st, 9)
         _reap(created.pid)

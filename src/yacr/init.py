@@ -174,30 +174,27 @@ def _setup(cfg: InitConfig) -> None:
         if "uts" not in plan.types:
             raise YacrError("domainname: requires a uts namespace")
         S.setdomainname(spec.domainname)
-    new_mntns = bool(plan.unshare & S.CLONE_NEWNS)
     if "mount" in plan.join:
         S.setns(plan.join["mount"], 0)
     plan.close()
 
-    root: rootfs.Rootfs | None = None
-    if new_mntns:
-        root = rootfs.Rootfs(spec.root_path, cfg.log)
-        root.prepare(spec, cfg.bundle, cfg.layout, cfg.cgroup_paths, "cgroup" in plan.types
-                     and bool(plan.unshare & S.CLONE_NEWCGROUP), join_cgroups)
-    elif "mount" not in plan.join:
-        raise YacrError("linux.namespaces: a mount namespace is required")
+    # The rootfs is built in the new or joined mount namespace, as runc does; without a
+    # mount namespace in the config it is built in the host's, under the rootfs only, and
+    # delete unmounts it (see container.destroy).
+    root = rootfs.Rootfs(spec.root_path, cfg.log, host_ns="mount" not in plan.types)
+    if root.host_ns:
+        join_cgroups()  # the runtime has saved the state that lets delete unmount them
+    root.prepare(spec, cfg.bundle, cfg.layout, cfg.cgroup_paths, "cgroup" in plan.types
+                 and bool(plan.unshare & S.CLONE_NEWCGROUP), join_cgroups)
     join_cgroups()
 
     cfg.chan.send(protocol.CREATE_HOOKS)
     cfg.chan.recv(protocol.HOOKS_DONE)
     if spec.hooks.get("createContainer"):
         run_hooks("createContainer", spec.hooks["createContainer"],
-                  _state(cfg, "creating", posix.getpid()))
+                  _state(cfg, "created", posix.getpid()))
 
-    if root is not None:
-        root.pivot(cfg.opts.no_pivot, spec.linux.rootfs_propagation)
-    else:
-        posix.chdir("/")
+    root.pivot(cfg.opts.no_pivot, spec.linux.rootfs_propagation)
     posix.umask(0o022)
 
     master = slave = -1
@@ -209,18 +206,15 @@ def _setup(cfg: InitConfig) -> None:
         else:
             cfg.chan.send(protocol.PTY_MASTER, fds=[master])
         posix.close(master)
-        if new_mntns:
-            console.bind_console(slave)
+        console.bind_console(slave)
         console.make_controlling(slave)
         posix.close(slave)
 
-    if root is not None:
-        if spec.root_readonly:
-            rootfs.remount_readonly("/")
+    if spec.root_readonly:
+        rootfs.remount_readonly("/")
     _apply_sysctls(spec.linux.sysctl, plan.types)
-    if root is not None:
-        rootfs.readonly_paths(spec.linux.readonly_paths)
-        rootfs.mask_paths(spec.linux.masked_paths)
+    rootfs.readonly_paths(spec.linux.readonly_paths)
+    rootfs.mask_paths(spec.linux.masked_paths)
 
     if proc.oom_score_adj is not None:
         process.set_oom_score_adj(proc.oom_score_adj)

@@ -54,12 +54,13 @@ def fdpath(fd: int) -> str:
 class Rootfs:
     """The rootfs being assembled: its path on the host and a dirfd to resolve within it."""
 
-    __slots__ = ("path", "fd", "log")
+    __slots__ = ("path", "fd", "log", "host_ns")
 
-    def __init__(self, path: str, log: Log) -> None:
+    def __init__(self, path: str, log: Log, host_ns: bool = False) -> None:
         self.path = path
         self.log = log
         self.fd = -1
+        self.host_ns = host_ns
 
     # --- resolution inside the root -------------------------------------------------------
     def open_in(self, path: str, flags: int = posix.O_PATH) -> int:
@@ -117,14 +118,23 @@ class Rootfs:
         before_cgroup_mount runs before the first cgroup mount: init must be in its cgroup
         (and cgroup namespace) by then, but need not be for the mounts before it.
         """
-        # By default the host's mounts reach the container but not the other way round.
-        S.mount(None, "/", None,
-                PROPAGATION.get(spec.linux.rootfs_propagation, S.MS_SLAVE | S.MS_REC))
-        if spec.linux.rootfs_propagation in ("shared", "rshared"):
-            # pivot_root refuses a new root whose parent mount is shared; after the default
-            # rslave above no mount is shared any more.
-            _make_parent_private(self.path)
-        S.mount(self.path, self.path, None, S.MS_BIND | S.MS_REC)
+        prop = spec.linux.rootfs_propagation
+        if self.host_ns:
+            # No mount namespace of its own (as runc allows): never touch the host's root
+            # propagation; keep what is mounted under the rootfs from spreading to peers.
+            S.mount(self.path, self.path, None, S.MS_BIND | S.MS_REC)
+            S.mount(None, self.path, None, S.MS_PRIVATE | S.MS_REC)
+        else:
+            # By default the host's mounts reach the container but not the other way round.
+            # An unbindable root could not be bind-mounted onto itself: pivot() applies it.
+            first = S.MS_SLAVE | S.MS_REC if prop in ("", "unbindable", "runbindable") \
+                else PROPAGATION[prop]
+            S.mount(None, "/", None, first)
+            if prop in ("shared", "rshared"):
+                # pivot_root refuses a new root whose parent mount is shared; after the
+                # default rslave above no mount is shared any more.
+                _make_parent_private(self.path)
+            S.mount(self.path, self.path, None, S.MS_BIND | S.MS_REC)
         self.fd = posix.open(self.path, posix.O_PATH | posix.O_DIRECTORY | posix.O_CLOEXEC)
         for i, m in enumerate(spec.mounts):
             if m.type == "cgroup" and before_cgroup_mount is not None:
@@ -334,6 +344,15 @@ class Rootfs:
 
     # --- switching root ------------------------------------------------------------------
     def pivot(self, no_pivot: bool, propagation: str = "") -> None:
+        if self.host_ns:
+            # In the host's mount namespace the only safe switch is chroot: pivot_root or
+            # MS_MOVE would change the host's own root.
+            posix.chroot(self.path)
+            posix.chdir("/")
+            if self.fd >= 0:
+                posix.close(self.fd)
+                self.fd = -1
+            return
         self._switch_root(no_pivot)
         if propagation:
             S.mount(None, "/", None, PROPAGATION[propagation])
