@@ -27,7 +27,7 @@ def features() -> dict[str, Any]:
             "namespaces": [n for n in FLAGS if n != "user"],
             "capabilities": list(capabilities.NAMES),
             "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False,
-                       "rdma": False},
+                       "rdma": True},
             "seccomp": {"enabled": False},
             "apparmor": {"enabled": apparmor_enabled()},
             "selinux": {"enabled": selinux_enabled()},

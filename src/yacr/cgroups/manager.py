@@ -260,17 +260,21 @@ def hugepage_file_size(size: str, field: str) -> str:
 
 def new_manager(paths: dict[str, str], log: Log | None = None) -> Manager:
     """The manager for a container's cgroup paths (as stored in its state)."""
-    from yacr.cgroups import v1, v2
-
+    # Each version's module is imported only where the host has it (a start pays for it).
     if "" in paths:
-        return v2.V2Manager(paths[""], log)
+        from yacr.cgroups.v2 import V2Manager
+
+        return V2Manager(paths[""], log)
+    from yacr.cgroups.v1 import V1Manager
+
     v1dirs = {k: p for k, p in paths.items() if k != "unified"}
     if "unified" in paths:
-        return HybridManager(v1.V1Manager(v1dirs, log), v2.V2Manager(paths["unified"], log),
-                             log)
+        from yacr.cgroups.v2 import V2Manager
+
+        return HybridManager(V1Manager(v1dirs, log), V2Manager(paths["unified"], log), log)
     if not v1dirs:
         raise YacrError("this host has no cgroup hierarchy mounted under /sys/fs/cgroup")
-    return v1.V1Manager(v1dirs, log)
+    return V1Manager(v1dirs, log)
 
 
 class HybridManager(Manager):
