@@ -312,13 +312,19 @@ def test_update_resources_from_stdin_and_file(runtime, bundles, tmp_path):
 
 def test_a_refused_update_changes_nothing(runtime, bundles):
     cid = start(runtime, bundles, ["sleep", "100"], {"pids": {"limit": 10},
-                                                     "cpu": {"shares": 1024}})
+                                                     "cpu": {"shares": 1024},
+                                                     "memory": {"limit": 10 * MiB,
+                                                                "swap": 10 * MiB}})
     bad = {"pids": {"limit": 55}, "cpu": {"shares": 700, "cpus": "99"}}
     p = runtime("update", "--resources", "-", cid, input=json.dumps(bad))
     assert p.returncode == 1
     assert "resources.cpu.cpus: the kernel rejected '99'" in p.stderr, p.stderr
     assert rd(cid, "pids", "pids.max") == "10"  # written, then restored
     assert rd(cid, "cpu", "cpu.shares") == "1024"
+    p = runtime("update", "--memory", "1g", cid)  # above the memory+swap limit of 10 MiB
+    assert p.returncode == 1
+    assert "resources.memory.limit: the kernel rejected 1073741824" in p.stderr, p.stderr
+    assert "set swap too" in p.stderr
     p = runtime("update", "--memory", "lots", cid)
     assert p.returncode == 1 and "--memory" in p.stderr
     p = runtime("update", "--resources", "-", cid, input="{not json")

@@ -198,11 +198,20 @@ def execute(writes: list[Write], update: bool, warn: Callable[[str], None]) -> N
                      f"{w.shown} was not applied")
 
 
+_HINTS = {
+    ("memory.limit_in_bytes", 22): "; it may not exceed the memory+swap limit: set swap too",
+    ("memory.limit_in_bytes", 16): "; the container already uses more than that",
+    ("memory.memsw.limit_in_bytes", 22): "; memory+swap may not be below the memory limit",
+}
+
+
 def _rejected(w: Write, e: OSError) -> YacrError:
     if e.errno == 2:
         return YacrError(f"{w.field}: cannot set {w.shown}: this kernel has no {w.file} in "
                          f"{w.dir}")
-    return YacrError(f"{w.field}: the kernel rejected {w.shown} ({w.file}: {e.strerror})")
+    hint = _HINTS.get((w.file, e.errno or 0), "")
+    return YacrError(f"{w.field}: the kernel rejected {w.shown} ({w.file}: {e.strerror})"
+                     + hint)
 
 
 def _old_value(w: Write) -> str | None:
