@@ -323,3 +323,29 @@ def test_preserve_fds(runtime, bundles, tmp_path):
     # 0-2, the preserved 3, and ls's own directory fd
     assert 3 in fds and 7 not in fds, fds
     assert len(fds) <= 5
+
+
+def test_concurrent_creates_of_one_id(runtime, bundles):
+    """The state directory is made with mkdir and locked: exactly one create wins."""
+    import subprocess
+
+    cid = runtime.new_id()
+    b = bundles.make(["sleep", "1000"])
+    import tempfile
+
+    # stderr to files: the winner's init keeps the runtime's stderr open
+    errs = [tempfile.TemporaryFile() for _ in range(4)]
+    procs = [subprocess.Popen(runtime.cmd("create", "--bundle", b, cid),
+                              stdout=subprocess.DEVNULL, stderr=e) for e in errs]
+    results = []
+    for p, e in zip(procs, errs, strict=True):
+        rc = p.wait(timeout=30)
+        e.seek(0)
+        results.append((rc, e.read().decode()))
+        e.close()
+    assert sorted(rc for rc, _ in results) == [0, 1, 1, 1]
+    assert all("already exists" in err for rc, err in results if rc)
+    assert runtime.state(cid)["status"] == "created"
+    dels = [subprocess.Popen(runtime.cmd("delete", "--force", cid)) for _ in range(3)]
+    assert [d.wait(timeout=30) for d in dels] == [0, 0, 0]
+    assert runtime("state", cid).returncode == 1

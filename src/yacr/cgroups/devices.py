@@ -21,8 +21,8 @@ net/tun), so the usual `{"allow": false, "access": "rwm"}` still leaves a usable
 
 from __future__ import annotations
 
+import _struct as struct  # the C module: struct.py is one more import
 import posix
-import struct
 
 from yacr.errors import ConfigError, YacrError
 

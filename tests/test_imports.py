@@ -1,0 +1,46 @@
+"""The container start path imports only what it needs (PERFORMANCE-NOTES: every import is
+paid by every start). A careless `import json` or `import os` fails here."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+
+from conftest import YACR
+
+FORBIDDEN = {"os", "re", "json", "typing", "dataclasses", "logging", "pathlib", "subprocess",
+             "enum", "socket", "argparse", "tempfile", "shutil", "ctypes", "_collections_abc",
+             "collections", "posixpath", "signal", "resource", "array", "hashlib", "selectors",
+             "threading", "traceback", "warnings", "datetime", "string"}
+
+
+def imported(runtime, *args: str) -> set[str]:
+    """Modules a yacr command imports, from the interpreter's own -X importtime report."""
+    cmd = [sys.executable, "-IS", "-X", "importtime", YACR, "--root", str(runtime.root), *args]
+    # a file, not a pipe: a created container's init keeps the runtime's stderr open
+    with tempfile.TemporaryFile() as err:
+        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=err, timeout=60)
+        err.seek(0)
+        report = err.read().decode()
+    mods = set()
+    for line in report.splitlines():
+        if line.startswith("import time:") and "|" in line:
+            mods.add(line.rsplit("|", 1)[1].strip())
+    return mods
+
+
+def test_lifecycle_commands_import_nothing_heavy(runtime, bundles):
+    cid = runtime.new_id()
+    b = bundles.make(["sleep", "100"])
+    seen = {}
+    seen["run"] = imported(runtime, "run", "--bundle", bundles.make(["true"]), runtime.new_id())
+    seen["create"] = imported(runtime, "create", "--bundle", b, cid)
+    seen["start"] = imported(runtime, "start", cid)
+    seen["state"] = imported(runtime, "state", cid)
+    seen["kill"] = imported(runtime, "kill", cid, "KILL")
+    seen["delete"] = imported(runtime, "delete", "--force", cid)
+    assert "yacr.container" in seen["run"]  # the report did list our own modules
+    for cmd, mods in seen.items():
+        bad = sorted(mods & FORBIDDEN)
+        assert not bad, f"`yacr {cmd}` imports {bad}"
