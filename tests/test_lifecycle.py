@@ -349,3 +349,18 @@ def test_concurrent_creates_of_one_id(runtime, bundles):
     dels = [subprocess.Popen(runtime.cmd("delete", "--force", cid)) for _ in range(3)]
     assert [d.wait(timeout=30) for d in dels] == [0, 0, 0]
     assert runtime("state", cid).returncode == 1
+
+
+def test_create_without_process_then_start_fails(runtime, bundles):
+    """runtime-spec: create applies everything but process; start MUST fail without one."""
+    spec = bundles.spec(["true"])
+    del spec["process"]
+    cid = runtime.new_id()
+    runtime("create", "--bundle", bundles.write(spec), cid, check=True)
+    assert runtime.state(cid)["status"] == "created"
+    p = runtime("start", cid)
+    assert p.returncode == 1 and "without a process" in p.stderr
+    assert runtime.state(cid)["status"] == "created"
+    # the namespaces exist and can be joined
+    assert runtime("exec", cid, "hostname").stdout.strip() == "yacr"
+    runtime("delete", cid, check=True)

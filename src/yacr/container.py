@@ -96,15 +96,14 @@ def create(ctx: Context, cid: str, bundle: str, opts: CreateOptions,
         raise YacrError(f"--bundle {bundle}: no such directory")
     spec = specmod.load_bundle(bundle)
     proc = spec.process
-    if proc is None:
-        raise YacrError("process: is required to create a container")
-    if proc.terminal and opts.console_socket is None and detach:
+    if proc is not None and proc.terminal and opts.console_socket is None and detach:
         raise YacrError("process.terminal is true but no --console-socket was given")
     if opts.preserve_fds < 0:
         raise YacrError("--preserve-fds must not be negative")
     handler = handlers.select(spec)
     handler.prepare(spec)
-    check_lsm(proc)
+    if proc is not None:
+        check_lsm(proc)
     layout = None
     paths: dict[str, str] = {}
     if ctx.systemd_cgroup:
@@ -139,6 +138,8 @@ def create(ctx: Context, cid: str, bundle: str, opts: CreateOptions,
         st.creator = (posix.getpid(), me[1] if me else 0)
         made = cgroups.missing(paths)
         st.extra["cgroupsMade"] = made
+        if proc is None:
+            st.extra["noProcess"] = True
         if "mount" not in plan.types:
             # init mounts in the host's namespace, under the rootfs: delete must unmount
             st.extra["hostRootfs"] = spec.root_path
@@ -148,7 +149,7 @@ def create(ctx: Context, cid: str, bundle: str, opts: CreateOptions,
         fifo_fd = posix.open(fifo, posix.O_RDWR | posix.O_CLOEXEC)
         chan, init_chan = protocol.Channel.pair()
         csock = None
-        if proc.terminal and opts.console_socket is not None:
+        if proc is not None and proc.terminal and opts.console_socket is not None:
             from yacr.linux.console import connect_socket
 
             csock = connect_socket(opts.console_socket)
@@ -300,6 +301,7 @@ def start(ctx: Context, cid: str) -> None:
     if status != "created":
         raise StateError(f"cannot start a container that is {status}"
                          if status != "stopped" else "cannot start a container that has stopped")
+    _check_startable(st)
     _release(st)
     _poststart(ctx, st)
 
@@ -334,6 +336,12 @@ def _wait_for_exec(st: State, timeout: float = 5.0) -> None:
         if not st.init_alive():
             return
         time.sleep(0.0005)
+
+
+def _check_startable(st: State) -> None:
+    if st.extra.get("noProcess"):
+        raise StateError("cannot start a container without a process (config.json has no "
+                         "process)")
 
 
 def _release(st: State) -> None:
@@ -497,6 +505,7 @@ def run(ctx: Context, cid: str, bundle: str, opts: CreateOptions, detach: bool =
     created = create(ctx, cid, bundle, opts, detach=detach)
     st = created.state
     try:
+        _check_startable(st)
         _release(st)
         _poststart(ctx, st)
     except BaseException:

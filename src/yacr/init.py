@@ -126,12 +126,12 @@ def _state(cfg: InitConfig, status: str, pid: int) -> dict[str, Any]:
 
 def _setup(cfg: InitConfig) -> None:
     spec = cfg.spec
+    # Without a process (the spec allows it) the container is created all the same, and
+    # `start` refuses; init then only keeps the namespaces alive.
     proc: Process | None = spec.process
-    if proc is None:
-        raise YacrError("process: is required to create a container")
     # Whatever init imports must be imported before pivot_root, when the host's Python
     # library is still reachable; what only some containers need is imported only for them.
-    if proc.terminal:
+    if proc is not None and proc.terminal:
         from yacr.linux import console
     if spec.hooks:
         from yacr.hooks import run_hooks
@@ -198,7 +198,7 @@ def _setup(cfg: InitConfig) -> None:
     posix.umask(0o022)
 
     master = slave = -1
-    if proc.terminal:
+    if proc is not None and proc.terminal:
         master, slave = console.open_pty(proc.console_height, proc.console_width)
         if cfg.console_sock is not None:
             console.send_master(cfg.console_sock, master)
@@ -216,6 +216,11 @@ def _setup(cfg: InitConfig) -> None:
     rootfs.readonly_paths(spec.linux.readonly_paths)
     rootfs.mask_paths(spec.linux.masked_paths)
 
+    if proc is None:
+        cfg.chan.send(protocol.READY)
+        _commit(cfg)
+        while True:  # until delete kills us: start refuses to release a process-less init
+            _signal.pause()
     if proc.oom_score_adj is not None:
         process.set_oom_score_adj(proc.oom_score_adj)
     if spec.linux.personality is not None:
@@ -237,11 +242,7 @@ def _setup(cfg: InitConfig) -> None:
     path, env, last_step = finish_process(proc, cfg.handler, cfg.log, filt)
 
     cfg.chan.send(protocol.READY)
-    cfg.chan.recv(protocol.COMMIT)
-    S.prctl(S.PR_SET_PDEATHSIG, 0)
-    cfg.chan.send(protocol.COMMITTED)
-    cfg.committed = True
-    cfg.chan.close()
+    _commit(cfg)
 
     # Wait for `start`: it writes one byte into the exec FIFO.
     while True:
@@ -267,6 +268,15 @@ def _setup(cfg: InitConfig) -> None:
         cfg.handler.run(path, proc.args, env)
     except OSError as e:
         raise YacrError(f'exec: "{proc.args[0]}": {(e.strerror or "error").lower()}') from None
+
+
+def _commit(cfg: InitConfig) -> None:
+    """The runtime saved the state: from now on init outlives it."""
+    cfg.chan.recv(protocol.COMMIT)
+    S.prctl(S.PR_SET_PDEATHSIG, 0)
+    cfg.chan.send(protocol.COMMITTED)
+    cfg.committed = True
+    cfg.chan.close()
 
 
 def finish_process(proc: Process, handler: Handler, log: Log,
