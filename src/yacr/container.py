@@ -168,10 +168,12 @@ def create(ctx: Context, cid: str, bundle: str, opts: CreateOptions,
         # to be made) is saved first, so a runtime killed from here on leaves delete --force
         # what to remove; init itself dies with this process until commit.
         st.save()
-        write_atomic(st.path, CONFIG_COPY, spec.source)
         cgroups.create(paths, made)
+        # The limits (device rules included: they govern init's mknod too) hold before init
+        # joins the cgroup.
         cgroups.apply_resources(paths, res, spec, ctx.log)
         chan.send(protocol.CGROUPS_READY)
+        write_atomic(st.path, CONFIG_COPY, spec.source)
         info = proc_stat(pid)
         st.pid = pid
         st.start_time = info[1] if info else 0
