@@ -29,6 +29,16 @@ BUILD = REPO / "build"
 CGROUP = Path("/sys/fs/cgroup")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def fresh_boot_bundle() -> None:
+    """Rebuild the launcher's start-up bundle: edited sources would make it stale (and
+    unused, so every start slower than it should be)."""
+    bundle = REPO / ".venv" / "share" / "yacr" / "boot.bundle"
+    if bundle.parent.is_dir():
+        subprocess.run([sys.executable, "-m", "yacr.boot", str(bundle), str(REPO / "src")],
+                       check=True, capture_output=True)
+
+
 @pytest.fixture(scope="session")
 def rootfs() -> str:
     """A shared read-only busybox rootfs (containers get root.readonly)."""

@@ -1,0 +1,71 @@
+"""The start-up bundle (yacr.boot): it must hold what `run` imports, in an order that works,
+and must never be used when it no longer matches the sources."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from conftest import REPO, YACR
+
+SRC = str(REPO / "src")
+BUNDLE = str(REPO / ".venv" / "share" / "yacr" / "boot.bundle")
+
+
+def import_report(args: list[str], launcher: list[str]) -> list[str]:
+    """yacr modules in the order their import completed (-X importtime lists them so)."""
+    with tempfile.TemporaryFile() as err:
+        subprocess.run([sys.executable, "-IS", "-X", "importtime", *launcher, *args],
+                       stdout=subprocess.DEVNULL, stderr=err, timeout=60)
+        err.seek(0)
+        lines = err.read().decode().splitlines()
+    mods = [ln.rsplit("|", 1)[1].strip() for ln in lines if ln.startswith("import time:")
+            and "|" in ln]
+    return [m for m in mods if m.startswith("yacr")]
+
+
+def test_bundle_lists_what_run_imports(runtime, bundles):
+    from yacr.boot import BUNDLED
+
+    plain = ["-c", f"import sys; sys.path.insert(0, {SRC!r}); from yacr.cli import main; "
+             "main(sys.argv[1:])"]
+    order = import_report(["--root", str(runtime.root), "run", "--bundle",
+                           bundles.make(["true"]), runtime.new_id()], plain)
+    assert "yacr.container" in order
+    assert tuple(order) == BUNDLED
+
+
+def test_launcher_loads_run_from_the_bundle(runtime, bundles):
+    order = import_report(["--root", str(runtime.root), "run", "--bundle",
+                           bundles.make(["true"]), runtime.new_id()], [YACR])
+    # only the bootstrap itself goes through the import machinery
+    assert "yacr.boot" in order
+    assert "yacr.container" not in order and "yacr.init" not in order
+
+
+def test_stale_bundle_is_not_used(tmp_path):
+    src = tmp_path / "src"
+    shutil.copytree(SRC, src, ignore=shutil.ignore_patterns("__pycache__"))
+    bundle = tmp_path / "b"
+    code = (f"import sys; sys.path.insert(0, {str(src)!r}); import yacr.boot as b; "
+            f"b.build({str(bundle)!r}, {str(src)!r}); "
+            f"print(b.preload({str(bundle)!r}, ['--root', '/x', 'run', 'id']))")
+    assert subprocess.run([sys.executable, "-IS", "-c", code], capture_output=True,
+                          text=True).stdout.strip() == "True"
+    (src / "yacr" / "state.py").write_text((src / "yacr" / "state.py").read_text() + "\n")
+    code = (f"import sys; sys.path.insert(0, {str(src)!r}); import yacr.boot as b; "
+            f"print(b.preload({str(bundle)!r}, ['--root', '/x', 'run', 'id']), "
+            f"'yacr.state' in sys.modules)")
+    out = subprocess.run([sys.executable, "-IS", "-c", code], capture_output=True, text=True)
+    assert out.stdout.split() == ["False", "False"], out.stderr
+
+
+def test_cold_commands_skip_the_bundle():
+    from yacr.boot import command_of
+
+    assert command_of(["--root", "/r", "--log", "l", "--debug", "run", "x"]) == "run"
+    assert command_of(["--root=/r", "state", "x"]) == "state"
+    assert command_of(["--log-format", "json", "create", "--bundle", "b", "x"]) == "create"
+    assert command_of(["--version"]) == ""
