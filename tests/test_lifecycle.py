@@ -364,3 +364,43 @@ def test_create_without_process_then_start_fails(runtime, bundles):
     # the namespaces exist and can be joined
     assert runtime("exec", cid, "hostname").stdout.strip() == "yacr"
     runtime("delete", cid, check=True)
+
+
+def test_systemd_cgroup_flag_is_a_clear_error(runtime, bundles):
+    cid = runtime.new_id()
+    p = subprocess_run(runtime, ["--systemd-cgroup", "create", "--bundle",
+                                 bundles.make(["true"]), cid])
+    assert p.returncode == 1 and "--systemd-cgroup" in p.stderr and "systemd" in p.stderr
+    assert "Traceback" not in p.stderr
+    assert not runtime.root.exists() or os.listdir(runtime.root) == []
+
+
+def subprocess_run(runtime, args):
+    import subprocess
+
+    return subprocess.run([*runtime.cmd()[:3], *args], capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_session_keyring(runtime, bundles):
+    """A new session keyring named after the container, unless --no-new-keyring (as runc)."""
+    counts = {}
+    for flag in ([], ["--no-new-keyring"]):
+        cid = runtime.new_id()
+        spec = bundles.spec(["sh", "-c", f"grep -c '_ses.{cid}' /proc/keys || true"])
+        spec["linux"]["maskedPaths"] = []  # /proc/keys is masked by default
+        p = runtime("run", *flag, "--bundle", bundles.write(spec), cid)
+        assert p.returncode == 0, p.stderr
+        counts[bool(flag)] = int(p.stdout.strip())
+    assert counts == {False: 1, True: 0}
+
+
+def test_debug_flag_logs_more(runtime, bundles, tmp_path):
+    log = tmp_path / "log"
+    spec = bundles.spec(["true"])
+    spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"] if n["type"] != "uts"]
+    b = bundles.write(spec)  # hostname without a uts namespace: init fails
+    p = subprocess_run(runtime, ["--debug", "--log", str(log), "create", "--bundle", b,
+                                 runtime.new_id()])
+    assert p.returncode == 1 and "uts" in p.stderr
+    assert "Traceback" in log.read_text()  # the init's stack, for developers, in the log only
