@@ -342,7 +342,8 @@ def _apply_sysctls(sysctl: dict[str, str], ns_types: set[str]) -> None:
 
 def _set_scheduler(proc: Process) -> None:
     sc = proc.scheduler
-    assert sc is not None
+    if sc is None:
+        return
     try:
         if sc.policy in (1, 2):
             posix.sched_setscheduler(0, sc.policy, posix.sched_param(sc.priority))
