@@ -90,14 +90,28 @@ class Channel:
             else:
                 self.sock.send(data)
         except OSError as e:
-            # The peer may have failed and gone, leaving its error message queued: that
-            # message, not the broken pipe, is what the user needs to read.
-            self.sock.setblocking(False)
-            try:
-                self.recv()
-            except (BlockingIOError, ProtocolError):
-                pass
+            self._raise_queued_error()
             raise ProtocolError(f"lost contact with {self.peer}: {e.strerror}") from None
+
+    def _raise_queued_error(self) -> None:
+        """The peer may have failed and gone, leaving its error message queued: that
+        message, not the broken pipe or the reset, is what the user needs to read. (A
+        reset is reported once, before the queued messages.)"""
+        for _ in range(4):
+            try:
+                data = self.sock.recv(_MAX_MSG, _socket.MSG_DONTWAIT)
+            except ConnectionResetError:
+                continue
+            except OSError:
+                return
+            if not data:
+                return
+            try:
+                msg = jsonio.loads(data)
+            except ValueError:
+                continue
+            if isinstance(msg, dict) and msg.get("type") == ERROR:
+                raise YacrError(str(msg.get("msg", "unknown error")))
 
     def recv(self, *expect: str, eof_ok: bool = False) -> tuple[dict[str, Any], list[int]]:
         """The next message, which must be one of `expect` (or an error, raised here).
@@ -111,9 +125,8 @@ class Channel:
                 break
             except InterruptedError:
                 continue
-            except BlockingIOError:
-                raise
             except OSError as e:
+                self._raise_queued_error()
                 raise ProtocolError(f"lost contact with {self.peer}: {e.strerror}") from None
         fds: list[int] = []
         for level, typ, payload in anc:
