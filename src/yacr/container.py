@@ -153,6 +153,15 @@ def create(ctx: Context, cid: str, bundle: str, opts: CreateOptions,
             from yacr.linux.console import connect_socket
 
             csock = connect_socket(opts.console_socket)
+        # The state (with the cgroups about to be made) is saved first, so a runtime killed
+        # from here on leaves delete --force what to remove. The cgroups and their limits
+        # (device rules included: they govern init's mknod too) are in place before the
+        # fork: done after it, in parallel with init, they measured no faster, because every
+        # page either process writes then gets copied, and both may share one CPU.
+        st.save()
+        cgroups.create(paths, made)
+        cgroups.apply_resources(paths, res, spec, ctx.log)
+        write_atomic(st.path, CONFIG_COPY, spec.source)
         ctx.log.hold()
         cfg = init.InitConfig(cid, spec, bundle, init_chan, plan, layout, paths, fifo_fd, csock,
                               opts, handler, ctx.log)
@@ -164,16 +173,7 @@ def create(ctx: Context, cid: str, bundle: str, opts: CreateOptions,
             csock.close()
         plan.close()
 
-        # While init unshares and mounts, make its cgroups. The state (with the cgroups about
-        # to be made) is saved first, so a runtime killed from here on leaves delete --force
-        # what to remove; init itself dies with this process until commit.
-        st.save()
-        cgroups.create(paths, made)
-        # The limits (device rules included: they govern init's mknod too) hold before init
-        # joins the cgroup.
-        cgroups.apply_resources(paths, res, spec, ctx.log)
         chan.send(protocol.CGROUPS_READY)
-        write_atomic(st.path, CONFIG_COPY, spec.source)
         info = proc_stat(pid)
         st.pid = pid
         st.start_time = info[1] if info else 0

@@ -151,7 +151,7 @@ def _setup(cfg: InitConfig) -> None:
     joined = False
 
     def join_cgroups() -> None:
-        """Join the cgroups the runtime made meanwhile; a new cgroup namespace is rooted
+        """Join the cgroups the runtime made; a new cgroup namespace is rooted
         there, so it is unshared only now."""
         nonlocal joined
         if joined:

@@ -10,9 +10,8 @@ module costs ~10 ms of imports on every container start.
 
 The exchange during create (runtime = R, init = I):
 
-    R -> I  cgroups-ready        R made the cgroups and set their limits (while I
-                                 unshared and mounted); I joins them before its first
-                                 cgroup mount or the hooks
+    R -> I  cgroups-ready        the cgroups and their limits are in place; I joins them
+                                 before its first cgroup mount or the hooks
     I -> R  create-hooks         namespaces and mounts are ready: run prestart
                                  and createRuntime hooks (pid as R sees it)
     R -> I  hooks-done
