@@ -173,19 +173,18 @@ def create(ctx: Context, cid: str, bundle: str, opts: CreateOptions,
             csock.close()
         plan.close()
 
-        chan.send(protocol.CGROUPS_READY)
         info = proc_stat(pid)
         st.pid = pid
         st.start_time = info[1] if info else 0
-        chan.recv(protocol.CREATE_HOOKS)
         if spec.hooks.get("prestart") or spec.hooks.get("createRuntime"):
             from yacr.hooks import run_hooks
 
+            chan.recv(protocol.CREATE_HOOKS)
             # The environment exists (lifecycle step 2 is over): the spec calls that created.
             hs = _hook_state(st, "created")
             run_hooks("prestart", spec.hooks.get("prestart", []), hs)
             run_hooks("createRuntime", spec.hooks.get("createRuntime", []), hs)
-        chan.send(protocol.HOOKS_DONE)
+            chan.send(protocol.HOOKS_DONE)
         while True:
             msg, fds = chan.recv(protocol.READY, protocol.PTY_MASTER, protocol.SECCOMP_FD)
             if msg["type"] == protocol.READY:

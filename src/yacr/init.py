@@ -147,20 +147,10 @@ def _setup(cfg: InitConfig) -> None:
     for kind in JOIN_ORDER:
         if kind in plan.join and kind not in ("pid", "time", "mount"):
             S.setns(plan.join[kind], 0)
-    S.unshare(plan.unshare & ~(S.CLONE_NEWPID | S.CLONE_NEWTIME | S.CLONE_NEWCGROUP))
-    joined = False
-
-    def join_cgroups() -> None:
-        """Join the cgroups the runtime made; a new cgroup namespace is rooted
-        there, so it is unshared only now."""
-        nonlocal joined
-        if joined:
-            return
-        joined = True
-        cfg.chan.recv(protocol.CGROUPS_READY)
-        join_self(cfg.cgroup_paths)
-        if plan.unshare & S.CLONE_NEWCGROUP:
-            S.unshare(S.CLONE_NEWCGROUP)
+    # The runtime made the cgroups (with their limits) before forking: join them first,
+    # then unshare, so that a new cgroup namespace is rooted at the container's cgroup.
+    join_self(cfg.cgroup_paths)
+    S.unshare(plan.unshare & ~(S.CLONE_NEWPID | S.CLONE_NEWTIME))
 
     if not cfg.opts.no_new_keyring:
         # A session keyring of its own, so the container cannot read the caller's keys.
@@ -182,14 +172,12 @@ def _setup(cfg: InitConfig) -> None:
     # mount namespace in the config it is built in the host's, under the rootfs only, and
     # delete unmounts it (see container.destroy).
     root = rootfs.Rootfs(spec.root_path, cfg.log, host_ns="mount" not in plan.types)
-    if root.host_ns:
-        join_cgroups()  # the runtime has saved the state that lets delete unmount them
     root.prepare(spec, cfg.bundle, cfg.layout, cfg.cgroup_paths, "cgroup" in plan.types
-                 and bool(plan.unshare & S.CLONE_NEWCGROUP), join_cgroups)
-    join_cgroups()
+                 and bool(plan.unshare & S.CLONE_NEWCGROUP))
 
-    cfg.chan.send(protocol.CREATE_HOOKS)
-    cfg.chan.recv(protocol.HOOKS_DONE)
+    if spec.hooks.get("prestart") or spec.hooks.get("createRuntime"):
+        cfg.chan.send(protocol.CREATE_HOOKS)
+        cfg.chan.recv(protocol.HOOKS_DONE)
     if spec.hooks.get("createContainer"):
         run_hooks("createContainer", spec.hooks["createContainer"],
                   _state(cfg, "created", posix.getpid()))

@@ -10,10 +10,10 @@ module costs ~10 ms of imports on every container start.
 
 The exchange during create (runtime = R, init = I):
 
-    R -> I  cgroups-ready        the cgroups and their limits are in place; I joins them
-                                 before its first cgroup mount or the hooks
+    (R made the cgroups and their limits before forking I; I joins them first thing)
     I -> R  create-hooks         namespaces and mounts are ready: run prestart
-                                 and createRuntime hooks (pid as R sees it)
+                                 and createRuntime hooks (pid as R sees it); only when
+                                 the config has such hooks (both sides read it)
     R -> I  hooks-done
     I -> R  pty-master [fd]      a terminal without --console-socket (run in the foreground)
     I -> R  seccomp-fd [fd]      SCMP_ACT_NOTIFY: R hands the fd to the listenerPath agent
@@ -39,7 +39,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-CGROUPS_READY = "cgroups-ready"
 CREATE_HOOKS = "create-hooks"
 HOOKS_DONE = "hooks-done"
 READY = "ready"

@@ -18,8 +18,6 @@ from yacr.linux.mounts import PROPAGATION, MountOptions, current_flags
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from yacr.cgroups import Layout
     from yacr.log import Log
     from yacr.spec import Device, Mount, Spec
@@ -111,13 +109,8 @@ class Rootfs:
 
     # --- the whole preparation -----------------------------------------------------------
     def prepare(self, spec: Spec, bundle: str, layout: Layout | None,
-                cgroup_paths: dict[str, str], cgroupns: bool,
-                before_cgroup_mount: Callable[[], None] | None = None) -> None:
-        """Everything before pivot_root: propagation, the rootfs bind, mounts, devices.
-
-        before_cgroup_mount runs before the first cgroup mount: init must be in its cgroup
-        (and cgroup namespace) by then, but need not be for the mounts before it.
-        """
+                cgroup_paths: dict[str, str], cgroupns: bool) -> None:
+        """Everything before pivot_root: propagation, the rootfs bind, mounts, devices."""
         prop = spec.linux.rootfs_propagation
         if self.host_ns:
             # No mount namespace of its own (as runc allows): never touch the host's root
@@ -137,8 +130,6 @@ class Rootfs:
             S.mount(self.path, self.path, None, S.MS_BIND | S.MS_REC)
         self.fd = posix.open(self.path, posix.O_PATH | posix.O_DIRECTORY | posix.O_CLOEXEC)
         for i, m in enumerate(spec.mounts):
-            if m.type == "cgroup" and before_cgroup_mount is not None:
-                before_cgroup_mount()
             try:
                 self.mount(m, bundle, layout, cgroup_paths, cgroupns)
             except YacrError:
