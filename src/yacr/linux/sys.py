@@ -23,24 +23,18 @@ class _long(_ctypes._SimpleCData):
     _type_ = "l"
 
 
-class _char(_ctypes._SimpleCData):
-    _type_ = "c"
+# The other C types are made on first use (S.c_int, ...): each costs ~160k instructions to
+# create, and only seccomp, capget and bpf need them.
+_LAZY_TYPES = {"c_int": "i", "c_uint": "I", "c_uint64": "Q", "c_void_p": "P", "c_char": "c"}
 
 
-class c_int(_ctypes._SimpleCData):
-    _type_ = "i"
-
-
-class c_uint(_ctypes._SimpleCData):
-    _type_ = "I"
-
-
-class c_uint64(_ctypes._SimpleCData):
-    _type_ = "Q"
-
-
-class c_void_p(_ctypes._SimpleCData):
-    _type_ = "P"
+def __getattr__(name: str) -> type:
+    code = _LAZY_TYPES.get(name)
+    if code is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    t = type(name, (_ctypes._SimpleCData,), {"_type_": code})
+    globals()[name] = t
+    return t
 
 
 class Library:
@@ -85,7 +79,8 @@ def get_errno() -> int:
 
 def _buffer(size: int) -> _ctypes.Array:
     """A writable C buffer for the kernel to fill; bytes(buf) reads it back."""
-    return type("_buf", (_ctypes.Array,), {"_type_": _char, "_length_": size})()
+    return type("_buf", (_ctypes.Array,), {"_type_": __getattr__("c_char"),
+                                           "_length_": size})()
 
 
 # Syscall numbers. Calls added after Linux 5.0 share one number on every
@@ -341,7 +336,8 @@ BPF_F_ALLOW_MULTI = 2
 
 def _cbuf(data: bytes) -> _ctypes.Array:
     """A C copy of data whose address can go inside a kernel structure (bpf_attr)."""
-    t = type("_cbuf", (_ctypes.Array,), {"_type_": _char, "_length_": max(len(data), 1)})
+    t = type("_cbuf", (_ctypes.Array,), {"_type_": __getattr__("c_char"),
+                                         "_length_": max(len(data), 1)})
     return t.from_buffer_copy(data.ljust(max(len(data), 1), b"\0"))
 
 
