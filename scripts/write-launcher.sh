@@ -1,21 +1,35 @@
 #!/bin/sh
-# Replace pip's console script with a launcher that starts Python with -I -S, and build
-# the bundle of the modules a container start needs (see src/yacr/boot.py).
-# pip's script imports `re` (~14 ms) and site processing adds ~4 ms: both are paid by
-# every container start, so .venv/bin/yacr skips them and puts src/ on sys.path itself.
+# Install .venv/bin/yacr: a small compiled front-end (launcher/yacr-launch.c) that starts
+# the Python CLI with -I -S from a sealed, read-only copy of the interpreter (the
+# CVE-2019-5736 defence, see the C file), and build the bundle of the modules a container
+# start needs (src/yacr/boot.py).
+# pip's own console script imports `re` (~14 ms) and site processing adds ~4 ms: both would
+# be paid by every container start, so this launcher skips them and puts src/ on sys.path.
 set -eu
 venv=$(cd "$1" && pwd)
 src=$(cd "$2" && pwd)
-mkdir -p "$venv/share/yacr"
-"$venv/bin/python3" -m yacr.boot "$venv/share/yacr/boot.bundle" "$src" >/dev/null
-cat > "$venv/bin/yacr.tmp" <<EOS
-#!$venv/bin/python3 -IS
+here=$(cd "$(dirname "$0")/.." && pwd)
+python=$(readlink -f "$venv/bin/python3")
+share="$venv/share/yacr"
+mkdir -p "$share"
+"$venv/bin/python3" -m yacr.boot "$share/boot.bundle" "$src" >/dev/null
+cat > "$share/yacr.py.tmp" <<EOS
 import sys
 sys.path.insert(0, "$src")
 import yacr.boot
-yacr.boot.preload("$venv/share/yacr/boot.bundle", sys.argv[1:])
+yacr.boot.preload("$share/boot.bundle", sys.argv[1:])
 from yacr.cli import entrypoint
 entrypoint()
 EOS
-chmod 755 "$venv/bin/yacr.tmp"
+mv "$share/yacr.py.tmp" "$share/yacr.py"
+if gcc -O2 -Wall -o "$venv/bin/yacr.tmp" \
+        -DPYTHON="\"$python\"" -DSCRIPT="\"$share/yacr.py\"" \
+        "$here/launcher/yacr-launch.c" 2>"$share/gcc.log"; then
+    :
+else
+    # No compiler: a script launcher (same start-up, without the sealed interpreter copy).
+    echo "warning: gcc failed (see $share/gcc.log); yacr runs on the host interpreter" >&2
+    { echo "#!$python -IS"; cat "$share/yacr.py"; } > "$venv/bin/yacr.tmp"
+    chmod 755 "$venv/bin/yacr.tmp"
+fi
 mv "$venv/bin/yacr.tmp" "$venv/bin/yacr"

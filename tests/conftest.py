@@ -25,6 +25,8 @@ sys.path.insert(0, str(REPO / "src"))
 from yacr.bundle import build_rootfs, busybox_spec  # noqa: E402
 
 YACR = str(REPO / ".venv" / "bin" / "yacr")
+# the Python side of the launcher, for tests that run it under their own interpreter flags
+YACR_SCRIPT = str(REPO / ".venv" / "share" / "yacr" / "yacr.py")
 BUILD = REPO / "build"
 CGROUP = Path("/sys/fs/cgroup")
 

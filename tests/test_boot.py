@@ -8,7 +8,7 @@ import subprocess
 import sys
 import tempfile
 
-from conftest import REPO, YACR
+from conftest import REPO, YACR_SCRIPT
 
 SRC = str(REPO / "src")
 BUNDLE = str(REPO / ".venv" / "share" / "yacr" / "boot.bundle")
@@ -39,7 +39,7 @@ def test_bundle_lists_what_run_imports(runtime, bundles):
 
 def test_launcher_loads_run_from_the_bundle(runtime, bundles):
     order = import_report(["--root", str(runtime.root), "run", "--bundle",
-                           bundles.make(["true"]), runtime.new_id()], [YACR])
+                           bundles.make(["true"]), runtime.new_id()], [YACR_SCRIPT])
     # only the bootstrap itself goes through the import machinery
     assert "yacr.boot" in order
     assert "yacr.container" not in order and "yacr.init" not in order

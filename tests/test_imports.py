@@ -7,7 +7,7 @@ import subprocess
 import sys
 import tempfile
 
-from conftest import YACR
+from conftest import YACR_SCRIPT
 
 FORBIDDEN = {"os", "re", "json", "typing", "dataclasses", "logging", "pathlib", "subprocess",
              "enum", "socket", "argparse", "tempfile", "shutil", "ctypes", "_collections_abc",
@@ -17,7 +17,8 @@ FORBIDDEN = {"os", "re", "json", "typing", "dataclasses", "logging", "pathlib", 
 
 def imported(runtime, *args: str) -> set[str]:
     """Modules a yacr command imports, from the interpreter's own -X importtime report."""
-    cmd = [sys.executable, "-IS", "-X", "importtime", YACR, "--root", str(runtime.root), *args]
+    cmd = [sys.executable, "-IS", "-X", "importtime", YACR_SCRIPT, "--root", str(runtime.root),
+           *args]
     # a file, not a pipe: a created container's init keeps the runtime's stderr open
     with tempfile.TemporaryFile() as err:
         subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=err, timeout=60)

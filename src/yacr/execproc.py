@@ -217,6 +217,7 @@ def _child(st: State, proc: Process, nsfds: dict[str, int], csock: Any,
     from yacr.linux import console
 
     S.prctl(S.PR_SET_PDEATHSIG, 9)
+    S.prctl(S.PR_SET_DUMPABLE, 0)  # as init: not reachable through /proc until execve
     join_self(st.cgroups)
     for kind in _JOIN:
         if kind in nsfds:

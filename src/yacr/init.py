@@ -136,6 +136,9 @@ def _setup(cfg: InitConfig) -> None:
     if spec.hooks:
         from yacr.hooks import run_hooks
     S.prctl(S.PR_SET_PDEATHSIG, 9)
+    # Until execve, this process is the runtime's interpreter: keep other processes (of the
+    # container too) from reaching it through /proc/<pid>/{exe,mem,fd} (CVE-2019-5736).
+    S.prctl(S.PR_SET_DUMPABLE, 0)
     # Modes of what init creates (device nodes, mount points) are exactly the configured ones.
     posix.umask(0)
     for sig in (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT,

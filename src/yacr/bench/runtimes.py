@@ -128,7 +128,11 @@ def crun_wrapper(env: Environment) -> list[str]:
 
 
 def yacr_cli() -> str:
-    """The fast launcher next to this interpreter (.venv/bin/yacr), else `python -m yacr`."""
+    """The yacr front-end that started us (it says so in YACR_CLI), else the launcher next
+    to this interpreter (.venv/bin/yacr), else "" for `python -m yacr`."""
+    cand = os.environ.get("YACR_CLI", "")
+    if cand and os.path.exists(cand):
+        return cand
     cand = os.path.join(os.path.dirname(sys.executable), "yacr")
     return cand if os.path.exists(cand) else ""
 
