@@ -115,7 +115,7 @@ _DELETE = object()
     ("mounts.0.destination", 7, "mounts[0].destination"),
     ("linux.namespaces", [{"type": "bogus"}], "unknown namespace type"),
     ("linux.namespaces", [{"type": "pid"}, {"type": "pid"}], "duplicate namespace"),
-    ("linux.namespaces", [{"type": "mount"}, {"type": "user"}], "user namespaces"),
+    ("linux.namespaces", [{"type": "mount"}, {"type": "user"}], "needs uidMappings"),
     ("linux.namespaces", [{"type": "mount"}, {"type": "network", "path": "/nope"}],
      "linux.namespaces[1].path"),
     ("linux.namespaces", [{"type": "mount"}, {"type": "network",

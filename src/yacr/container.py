@@ -121,7 +121,7 @@ def create(ctx: Context, cid: str, bundle: str, opts: CreateOptions,
     plan = namespaces.plan(spec.linux)
 
     st = ctx.store.create(cid)
-    pid = 0
+    pid = helper = 0
     made: list[str] = []
     pty_master = -1
     try:
@@ -166,7 +166,10 @@ def create(ctx: Context, cid: str, bundle: str, opts: CreateOptions,
         cfg = init.InitConfig(cid, spec, bundle, init_chan, plan, layout, paths, fifo_fd, csock,
                               opts, handler, ctx.log)
         cfg.seccomp = filt
-        pid = _fork_into_namespaces(plan, spec.linux.time_offsets, cfg, chan, st.dirfd)
+        if "user" in plan.types:
+            pid, helper = _fork_with_userns(plan, spec, cfg, chan, st.dirfd)
+        else:
+            pid = _fork_into_namespaces(plan, spec.linux.time_offsets, cfg, chan, st.dirfd)
         init_chan.close()
         posix.close(fifo_fd)
         if csock is not None:
@@ -203,7 +206,13 @@ def create(ctx: Context, cid: str, bundle: str, opts: CreateOptions,
         chan.send(protocol.COMMIT)
         chan.recv(protocol.COMMITTED)
         chan.close()
+        if helper:
+            # init no longer needs its parent: let it go; init becomes our child (we are a
+            # subreaper), and the caller's when we exit.
+            _end_helper(helper)
     except BaseException:
+        if helper:
+            _end_helper(helper)
         plan.close()
         if pty_master >= 0:
             posix.close(pty_master)
@@ -253,6 +262,47 @@ def _fork_into_namespaces(plan: Any, offsets: dict[str, tuple[int, int]], cfg: A
             finally:
                 posix.close(fd)
     return pid
+
+
+def _fork_with_userns(plan: Any, spec: Any, cfg: Any, chan: protocol.Channel,
+                      lock_fd: int) -> tuple[int, int]:
+    """Fork init inside a user namespace: returns (init pid, helper pid).
+
+    The user namespace must exist before every other namespace, so that it owns them
+    (proc, for one, can only be mounted by a capable owner of the pid namespace). Only a
+    child can enter one, so a helper child joins the cgroups (while it is still host
+    root), enters the user namespace, waits for us to write its id maps, enters the pid
+    and time namespaces and forks init. The helper stays until commit: init's parent-
+    death signal is on it, and its own on us, so a killed runtime still takes init along.
+    """
+    from yacr import init
+
+    S.prctl(S.PR_SET_CHILD_SUBREAPER, 1)
+    helper = posix.fork()
+    if helper == 0:
+        posix.close(lock_fd)
+        chan.close()
+        init.run_userns_helper(cfg)
+    try:
+        chan.recv(protocol.USERNS_READY)
+        if "user" not in plan.join:
+            from yacr.linux import userns
+
+            userns.write_maps(helper, spec.linux.uid_mappings, spec.linux.gid_mappings)
+        chan.send(protocol.MAPS_DONE)
+        msg, _ = chan.recv(protocol.INIT_PID)
+        return int(msg["pid"]), helper
+    except BaseException:
+        _end_helper(helper)
+        raise
+
+
+def _end_helper(pid: int) -> None:
+    try:
+        posix.kill(pid, 9)
+        posix.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):
+        pass
 
 
 def _write_time_offsets(offsets: dict[str, tuple[int, int]]) -> None:

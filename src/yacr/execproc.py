@@ -26,7 +26,9 @@ if TYPE_CHECKING:
     from yacr.container import Context
     from yacr.state import State
 
-_JOIN = ("ipc", "uts", "network", "cgroup", "mount")
+# the user namespace first: it owns the others (and is entered once the host cgroups,
+# which need host privileges, are joined); the mount namespace last
+_JOIN = ("user", "ipc", "uts", "network", "cgroup", "mount")
 
 
 def exec_cli(ctx: Context, o: dict[str, Any], args: list[str]) -> int:
@@ -132,8 +134,6 @@ def exec_process(ctx: Context, st: State, proc: Process, *, console_socket: str 
     nsfds: dict[str, int] = {}
     try:
         for kind, name in PROC_NAMES.items():
-            if kind == "user":
-                continue
             try:
                 if posix.stat(f"/proc/{init_pid}/ns/{name}").st_ino == \
                         posix.stat(f"/proc/self/ns/{name}").st_ino:
@@ -222,6 +222,10 @@ def _child(st: State, proc: Process, nsfds: dict[str, int], csock: Any,
     for kind in _JOIN:
         if kind in nsfds:
             S.setns(nsfds[kind], 0)
+            if kind == "user":
+                # the namespace's root, as init is (exec'd processes then switch users)
+                posix.setresgid(0, 0, 0)
+                posix.setresuid(0, 0, 0)
     if "mount" in nsfds:
         posix.chdir("/")
     if proc.terminal:

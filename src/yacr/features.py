@@ -24,7 +24,7 @@ def features() -> dict[str, Any]:
         "hooks": list(HOOK_KINDS),
         "mountOptions": opts,
         "linux": {
-            "namespaces": [n for n in FLAGS if n != "user"],
+            "namespaces": list(FLAGS),
             "capabilities": list(capabilities.NAMES),
             "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False,
                        "rdma": True},

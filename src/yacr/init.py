@@ -136,9 +136,13 @@ def _setup(cfg: InitConfig) -> None:
     if spec.hooks:
         from yacr.hooks import run_hooks
     S.prctl(S.PR_SET_PDEATHSIG, 9)
-    # Until execve, this process is the runtime's interpreter: keep other processes (of the
-    # container too) from reaching it through /proc/<pid>/{exe,mem,fd} (CVE-2019-5736).
-    S.prctl(S.PR_SET_DUMPABLE, 0)
+    userns = "user" in cfg.plan.types
+    if not userns:
+        # Until execve, this process is the runtime's interpreter: keep other processes (of
+        # the container too) from reaching it through /proc/<pid>/{exe,mem,fd}
+        # (CVE-2019-5736). In a user namespace it would also lock init out of its own
+        # /proc/self/fd, which the mounts below use: there it happens after them.
+        S.prctl(S.PR_SET_DUMPABLE, 0)
     # Modes of what init creates (device nodes, mount points) are exactly the configured ones.
     posix.umask(0)
     for sig in (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT,
@@ -147,13 +151,13 @@ def _setup(cfg: InitConfig) -> None:
     posix.setsid()
 
     plan = cfg.plan
-    for kind in JOIN_ORDER:
-        if kind in plan.join and kind not in ("pid", "time", "mount"):
-            S.setns(plan.join[kind], 0)
-    # The runtime made the cgroups (with their limits) before forking: join them first,
-    # then unshare, so that a new cgroup namespace is rooted at the container's cgroup.
-    join_self(cfg.cgroup_paths)
-    S.unshare(plan.unshare & ~(S.CLONE_NEWPID | S.CLONE_NEWTIME))
+    if not userns:  # with one, the helper did these (see run_userns_helper)
+        _join_by_path(plan)
+        # The runtime made the cgroups (with their limits) before forking: join them
+        # first, then unshare, so that a new cgroup namespace is rooted at the container's
+        # cgroup.
+        join_self(cfg.cgroup_paths)
+    S.unshare(plan.unshare & ~(S.CLONE_NEWPID | S.CLONE_NEWTIME | S.CLONE_NEWUSER))
 
     if not cfg.opts.no_new_keyring:
         # A session keyring of its own, so the container cannot read the caller's keys.
@@ -167,7 +171,7 @@ def _setup(cfg: InitConfig) -> None:
         if "uts" not in plan.types:
             raise YacrError("domainname: requires a uts namespace")
         S.setdomainname(spec.domainname)
-    if "mount" in plan.join:
+    if "mount" in plan.join and not userns:
         S.setns(plan.join["mount"], 0)
     plan.close()
 
@@ -208,6 +212,8 @@ def _setup(cfg: InitConfig) -> None:
     rootfs.mask_paths(spec.linux.masked_paths)
 
     if proc is None:
+        if userns:
+            S.prctl(S.PR_SET_DUMPABLE, 0)
         cfg.chan.send(protocol.READY)
         _commit(cfg)
         while True:  # until delete kills us: start refuses to release a process-less init
@@ -232,6 +238,8 @@ def _setup(cfg: InitConfig) -> None:
         filt = None
     path, env, last_step = finish_process(proc, cfg.handler, cfg.log, filt)
 
+    if userns:
+        S.prctl(S.PR_SET_DUMPABLE, 0)
     cfg.chan.send(protocol.READY)
     _commit(cfg)
 
@@ -259,6 +267,71 @@ def _setup(cfg: InitConfig) -> None:
         cfg.handler.run(path, proc.args, env)
     except OSError as e:
         raise YacrError(f'exec: "{proc.args[0]}": {(e.strerror or "error").lower()}') from None
+
+
+def _join_by_path(plan: Plan) -> None:
+    """setns into the namespaces given by path, but pid and time (the runtime chose those
+    for init's children) and mount (last, once nothing else needs host paths)."""
+    for kind in JOIN_ORDER:
+        if kind in plan.join and kind not in ("pid", "time", "mount", "user"):
+            S.setns(plan.join[kind], 0)
+
+
+def run_userns_helper(cfg: InitConfig) -> NoReturn:
+    """The runtime's helper child when the container has a user namespace: it does what
+    needs host privileges (cgroups, joining namespaces by path), enters the user namespace,
+    lets the runtime write the maps, enters the pid and time namespaces and forks init.
+    Then it waits to be killed at commit: init's parent-death signal is on it."""
+    try:
+        S.prctl(S.PR_SET_PDEATHSIG, 9)
+        plan = cfg.plan
+        join_self(cfg.cgroup_paths)
+        if "user" in plan.join:
+            # joined first: the namespaces it owns can then be joined too
+            S.setns(plan.join["user"], S.CLONE_NEWUSER)
+            _join_by_path(plan)
+        else:
+            # joined while still privileged on the host, then the new user namespace
+            _join_by_path(plan)
+            S.unshare(S.CLONE_NEWUSER)
+        if "mount" in plan.join:
+            S.setns(plan.join["mount"], 0)
+        cfg.chan.send(protocol.USERNS_READY)
+        cfg.chan.recv(protocol.MAPS_DONE)
+        try:
+            posix.setresgid(0, 0, 0)
+            posix.setresuid(0, 0, 0)
+        except OSError:
+            raise YacrError("linux.uidMappings: container ids 0 (root) must be mapped") from None
+        for kind, flag in (("pid", S.CLONE_NEWPID), ("time", S.CLONE_NEWTIME)):
+            if kind in plan.join:
+                S.setns(plan.join[kind], flag)
+            elif plan.unshare & flag:
+                S.unshare(flag)
+                if kind == "time" and cfg.spec.linux.time_offsets:
+                    from yacr.container import _write_time_offsets
+
+                    _write_time_offsets(cfg.spec.linux.time_offsets)
+        r, w = posix.pipe2(posix.O_CLOEXEC)
+        pid = posix.fork()
+        if pid == 0:
+            posix.close(w)
+            posix.read(r, 1)  # not before the runtime knows this pid
+            posix.close(r)
+            run(cfg)
+        posix.close(r)
+        cfg.chan.send(protocol.INIT_PID, pid=pid)
+        posix.write(w, b"1")
+        posix.close(w)
+        cfg.chan.close()
+        while True:
+            _signal.pause()
+    except BaseException as e:  # noqa: BLE001 - report, never unwind into the runtime's code
+        try:
+            cfg.chan.send(protocol.ERROR, msg=error_text(e))
+        except BaseException:  # noqa: BLE001
+            pass
+        posix._exit(1)
 
 
 def _commit(cfg: InitConfig) -> None:

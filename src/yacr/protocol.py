@@ -11,6 +11,10 @@ module costs ~10 ms of imports on every container start.
 The exchange during create (runtime = R, init = I):
 
     (R made the cgroups and their limits before forking I; I joins them first thing)
+    With a user namespace, a helper H (R's child) comes first and forks I:
+    H -> R  userns-ready         H joined the cgroups and entered the user namespace
+    R -> H  maps-done            R wrote H's uid_map and gid_map
+    H -> R  init-pid {pid}       H entered the pid namespace and forked I, which goes on
     I -> R  create-hooks         namespaces and mounts are ready: run prestart
                                  and createRuntime hooks (pid as R sees it); only when
                                  the config has such hooks (both sides read it)
@@ -39,6 +43,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+USERNS_READY = "userns-ready"
+MAPS_DONE = "maps-done"
+INIT_PID = "init-pid"
 CREATE_HOOKS = "create-hooks"
 HOOKS_DONE = "hooks-done"
 READY = "ready"

@@ -245,6 +245,45 @@ class Mount:
             raise _fail(path, "idmapped mounts (uidMappings/gidMappings) are not supported yet")
 
 
+class IDMap:
+    """One line of a uid_map or gid_map: container ids [cid, cid+size) are host ids
+    [hid, hid+size)."""
+
+    __slots__ = ("container_id", "host_id", "size")
+
+    def __init__(self, d: dict[str, Any], path: str) -> None:
+        self.container_id = integer(d.get("containerID"), f"{path}.containerID")
+        self.host_id = integer(d.get("hostID"), f"{path}.hostID")
+        self.size = integer(d.get("size"), f"{path}.size", 1, _U32)
+
+    def line(self) -> str:
+        return f"{self.container_id} {self.host_id} {self.size}\n"
+
+    def to_host(self, cid: int) -> int | None:
+        if self.container_id <= cid < self.container_id + self.size:
+            return self.host_id + cid - self.container_id
+        return None
+
+
+def id_maps(v: Any, path: str) -> list[IDMap]:
+    """A uidMappings/gidMappings list; overlapping ranges are refused, as the kernel would."""
+    if v is None:
+        return []
+    if not isinstance(v, list):
+        raise _fail(path, f"expected an array, got {_tname(v)}")
+    maps = [IDMap(obj(m, f"{path}[{i}]"), f"{path}[{i}]") for i, m in enumerate(v)]
+    if len(maps) > 340:
+        raise _fail(path, "more than 340 ranges (the kernel's limit)")
+    for i, a in enumerate(maps):
+        for b in maps[:i]:
+            if a.container_id < b.container_id + b.size and \
+                    b.container_id < a.container_id + a.size:
+                raise _fail(f"{path}[{i}]", "container id range overlaps another mapping")
+            if a.host_id < b.host_id + b.size and b.host_id < a.host_id + a.size:
+                raise _fail(f"{path}[{i}]", "host id range overlaps another mapping")
+    return maps
+
+
 class Hook:
     __slots__ = ("path", "args", "env", "timeout")
 
@@ -380,8 +419,16 @@ class Linux:
                     integer(o.get("secs", 0), f"{path}.timeOffsets.{clock}.secs", -_I64 - 1, _I64),
                     integer(o.get("nanosecs", 0), f"{path}.timeOffsets.{clock}.nanosecs",
                             0, 999_999_999))
-        self.uid_mappings = _opt(d, "uidMappings")
-        self.gid_mappings = _opt(d, "gidMappings")
+        self.uid_mappings = id_maps(_opt(d, "uidMappings"), f"{path}.uidMappings")
+        self.gid_mappings = id_maps(_opt(d, "gidMappings"), f"{path}.gidMappings")
+        userns = self.namespace("user")
+        if (self.uid_mappings or self.gid_mappings) and (userns is None or userns.path):
+            raise _fail(f"{path}.uidMappings" if self.uid_mappings else f"{path}.gidMappings",
+                        "mappings need a new user namespace in linux.namespaces")
+        if userns is not None and userns.path is None and not (
+                self.uid_mappings and self.gid_mappings):
+            raise _fail(f"{path}.uidMappings", "a new user namespace needs uidMappings and "
+                        "gidMappings")
         pe = _opt(d, "personality")
         self.personality: int | None = None
         if pe is not None:

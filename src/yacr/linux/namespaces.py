@@ -52,8 +52,6 @@ def plan(linux: Linux) -> Plan:
     p = Plan()
     try:
         for i, ns in enumerate(linux.namespaces):
-            if ns.type == "user":
-                raise YacrError(f"linux.namespaces[{i}]: user namespaces are not supported yet")
             if ns.type == "time" and not fs.exists("/proc/self/ns/time"):
                 raise YacrError(f"linux.namespaces[{i}]: this kernel has no time namespace")
             p.types.add(ns.type)

@@ -327,11 +327,32 @@ class Rootfs:
                    "p": stat.S_IFIFO}[kind]
             try:
                 posix.mknod(name, fmt | (mode & 0o7777), posix.makedev(major, minor), dir_fd=pfd)
+            except PermissionError:
+                # In a user namespace mknod is not allowed: bind the host's node instead.
+                self._bind_host_device(path, pfd, name)
+                return
             except OSError as e:
                 raise YacrError(f"cannot create device {path}: {e.strerror}") from None
             posix.chown(name, uid, gid, dir_fd=pfd, follow_symlinks=False)
         finally:
             posix.close(pfd)
+
+    def _bind_host_device(self, path: str, pfd: int, name: str) -> None:
+        try:
+            host = posix.stat(path)
+        except OSError:
+            raise YacrError(f"linux.devices: cannot create {path} (mknod is not allowed in "
+                            "a user namespace) and the host has no such device to bind") \
+                from None
+        if not (stat.S_ISCHR(host.st_mode) or stat.S_ISBLK(host.st_mode)):
+            raise YacrError(f"linux.devices: {path} on the host is not a device node")
+        fd = posix.open(name, _NEW_FILE, 0o644, dir_fd=pfd)
+        posix.close(fd)
+        target = posix.open(name, posix.O_PATH | posix.O_NOFOLLOW | posix.O_CLOEXEC, dir_fd=pfd)
+        try:
+            S.mount(path, fdpath(target), None, S.MS_BIND)
+        finally:
+            posix.close(target)
 
     # --- switching root ------------------------------------------------------------------
     def pivot(self, no_pivot: bool, propagation: str = "") -> None:

@@ -1,0 +1,108 @@
+"""User namespaces: id maps written by the runtime, root in the container is not root on
+the host, devices bound where mknod is refused, exec joins the user namespace."""
+
+from __future__ import annotations
+
+import os
+
+MAP = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+
+
+def userns_spec(bundles, script: str) -> dict:
+    spec = bundles.spec(["sh", "-c", script])
+    spec["linux"]["namespaces"].append({"type": "user"})
+    spec["linux"]["uidMappings"] = MAP
+    spec["linux"]["gidMappings"] = MAP
+    return spec
+
+
+def test_maps_and_root_inside(runtime, bundles):
+    spec = userns_spec(bundles, "id -u; id -g; cat /proc/self/uid_map /proc/self/gid_map; "
+                       "readlink /proc/self/ns/user")
+    p = runtime("run", "--bundle", bundles.write(spec), runtime.new_id())
+    assert p.returncode == 0, p.stderr
+    out = p.stdout.split("\n")
+    assert out[0] == "0" and out[1] == "0"
+    assert out[2].split() == ["0", "100000", "65536"]
+    assert out[3].split() == ["0", "100000", "65536"]
+    assert out[4] != os.readlink("/proc/self/ns/user")
+
+
+def test_container_root_is_unprivileged_on_the_host(runtime, bundles):
+    spec = userns_spec(bundles, "sleep 1000")
+    spec["process"]["args"] = ["sleep", "1000"]
+    cid = runtime.new_id()
+    runtime("run", "-d", "--bundle", bundles.write(spec), cid, check=True)
+    pid = runtime.state(cid)["pid"]
+    with open(f"/proc/{pid}/status") as f:
+        fields = dict(line.split(":", 1) for line in f)
+    assert fields["Uid"].split() == ["100000"] * 4
+    assert fields["Gid"].split() == ["100000"] * 4
+    # exec joins the same user namespace, as root of it
+    p = runtime("exec", cid, "sh", "-c", "id -u; readlink /proc/self/ns/user")
+    assert p.returncode == 0, p.stderr
+    uid, ns = p.stdout.split()
+    assert uid == "0" and ns == os.readlink(f"/proc/{pid}/ns/user")
+
+
+def test_devices_are_bound_where_mknod_is_refused(runtime, bundles):
+    spec = userns_spec(bundles, "echo x > /dev/null && head -c 4 /dev/zero | wc -c; "
+                       "grep ' /dev/null ' /proc/self/mountinfo | wc -l")
+    p = runtime("run", "--bundle", bundles.write(spec), runtime.new_id())
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["4", "1"]  # usable, and a bind mount of the host's node
+
+
+def test_host_files_stay_out_of_reach(runtime, bundles, tmp_path):
+    """A host-root file bound into the container is not writable by the container's root."""
+    # the container's root is host uid 100000: it must be able to walk to the files
+    for d in [tmp_path, *tmp_path.parents][:3]:
+        d.chmod(d.stat().st_mode | 0o711)
+    victim = tmp_path / "victim"
+    victim.write_text("untouched\n")
+    victim.chmod(0o644)
+    spec = userns_spec(bundles, "echo owned > /victim 2>/dev/null && echo wrote || echo refused")
+    spec["mounts"].append({"destination": "/victim", "type": "bind", "source": str(victim),
+                           "options": ["bind"]})
+    rootfs = bundles.private_rootfs()
+    open(os.path.join(rootfs, "victim"), "w").close()  # the container's root cannot create it
+    spec["root"]["path"] = rootfs
+    p = runtime("run", "--bundle", bundles.write(spec), runtime.new_id())
+    assert p.stdout.strip() == "refused", p.stderr
+    assert victim.read_text() == "untouched\n"
+
+
+def test_join_user_namespace_by_path(runtime, bundles):
+    a = runtime.new_id("a")
+    spec = userns_spec(bundles, "sleep 1000")
+    spec["process"]["args"] = ["sleep", "1000"]
+    runtime("run", "-d", "--bundle", bundles.write(spec), a, check=True)
+    pid = runtime.state(a)["pid"]
+    spec2 = bundles.spec(["sh", "-c", "readlink /proc/self/ns/user; id -u"])
+    spec2["linux"]["namespaces"].append({"type": "user", "path": f"/proc/{pid}/ns/user"})
+    p = runtime("run", "--bundle", bundles.write(spec2), runtime.new_id())
+    assert p.returncode == 0, p.stderr
+    ns, uid = p.stdout.split()
+    assert ns == os.readlink(f"/proc/{pid}/ns/user") and uid == "0"
+
+
+def test_mapping_errors(runtime, bundles):
+    spec = bundles.spec(["true"])
+    spec["linux"]["uidMappings"] = MAP
+    spec["linux"]["gidMappings"] = MAP
+    p = runtime("create", "--bundle", bundles.write(spec), runtime.new_id())
+    assert p.returncode == 1 and "linux.uidMappings" in p.stderr and "user namespace" in p.stderr
+    spec = bundles.spec(["true"])
+    spec["linux"]["namespaces"].append({"type": "user"})
+    p = runtime("create", "--bundle", bundles.write(spec), runtime.new_id())
+    assert p.returncode == 1 and "linux.uidMappings" in p.stderr
+    spec = userns_spec(bundles, "true")
+    spec["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 10},
+                                    {"containerID": 5, "hostID": 200000, "size": 10}]
+    p = runtime("create", "--bundle", bundles.write(spec), runtime.new_id())
+    assert p.returncode == 1 and "linux.uidMappings[1]" in p.stderr and "overlaps" in p.stderr
+    spec = userns_spec(bundles, "true")
+    spec["linux"]["uidMappings"] = [{"containerID": 1, "hostID": 100000, "size": 10}]
+    p = runtime("create", "--bundle", bundles.write(spec), runtime.new_id())
+    assert p.returncode == 1 and "root" in p.stderr
+    assert "Traceback" not in p.stderr
