@@ -2,7 +2,7 @@
 # Install the Debian packages yacr's demo, tests and benchmarks need, if any is missing.
 # Idempotent and quiet when everything is there: `make` calls it every time.
 set -eu
-PKGS="gcc libc6-dev busybox-static runc crun hyperfine containerd podman libseccomp2 strace iproute2 util-linux procps"
+PKGS="gcc libc6-dev uidmap busybox-static runc crun hyperfine containerd podman libseccomp2 strace iproute2 util-linux procps"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -403,6 +403,16 @@ def _flag_lines(flags: list[Flag]) -> list[str]:
     return out
 
 
+def rootless_root() -> str:
+    """State of an unprivileged user's containers: $XDG_RUNTIME_DIR/yacr, as runc does."""
+    env = posix.environ
+    xdg = env.get(b"XDG_RUNTIME_DIR", b"").decode(errors="surrogateescape")
+    if not xdg:
+        cand = f"/run/user/{posix.geteuid()}"
+        xdg = cand if fs.isdir(cand) else f"/tmp/yacr-{posix.geteuid()}"
+    return fs.join(xdg, "yacr")
+
+
 def main(argv: list[str] | None = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
@@ -469,6 +479,8 @@ def _main(argv: list[str], log: Log) -> int:
     from yacr.container import Context
 
     root = g["root"]
+    if root == DEFAULT_ROOT and posix.geteuid() != 0:
+        root = rootless_root()
     if not root:
         raise UsageError("--root must not be empty")
     ctx = Context(fs.abspath(root), log, g["systemd-cgroup"])

@@ -159,7 +159,7 @@ def create(ctx: Context, cid: str, bundle: str, opts: CreateOptions,
         # fork: done after it, in parallel with init, they measured no faster, because every
         # page either process writes then gets copied, and both may share one CPU.
         st.save()
-        cgroups.create(paths, made)
+        paths = _make_cgroups(ctx, st, paths, made)
         cgroups.apply_resources(paths, res, spec, ctx.log)
         write_atomic(st.path, CONFIG_COPY, spec.source)
         ctx.log.hold()
@@ -219,6 +219,28 @@ def create(ctx: Context, cid: str, bundle: str, opts: CreateOptions,
         _undo_create(ctx, st, pid, made)
         raise
     return Created(st, pid, pty_master)
+
+
+def _make_cgroups(ctx: Context, st: State, paths: dict[str, str],
+                  made: list[str]) -> dict[str, str]:
+    """Create the cgroups; a user without the right to (rootless, no delegation) runs the
+    container without them, warned."""
+    try:
+        cgroups.create(paths, made)
+    except YacrError as e:
+        if posix.geteuid() == 0:
+            raise
+        ctx.log.warn(f"{e}; running without cgroups (they are not delegated to this user)")
+        for path in reversed(made):
+            try:
+                posix.rmdir(path)
+            except OSError:
+                pass
+        st.cgroups = {}
+        st.extra["cgroupsMade"] = []
+        st.save()
+        return {}
+    return paths
 
 
 def _hand_to_listener(filt: Any, fd: int, state: dict[str, Any]) -> None:

@@ -64,8 +64,8 @@ def default_spec(rootless: bool = False) -> dict[str, Any]:
         lx = spec["linux"]
         lx["namespaces"] = [{"type": t} for t in ("pid", "ipc", "uts", "mount", "cgroup",
                                                    "user")]
-        lx["uidMappings"] = [{"containerID": 0, "hostID": uid, "size": 1}]
-        lx["gidMappings"] = [{"containerID": 0, "hostID": gid, "size": 1}]
+        lx["uidMappings"] = _rootless_maps(uid, "/etc/subuid")
+        lx["gidMappings"] = _rootless_maps(gid, "/etc/subgid")
         lx.pop("resources")
         for m in spec["mounts"]:
             if m["destination"] == "/dev/pts":
@@ -75,6 +75,29 @@ def default_spec(rootless: bool = False) -> dict[str, Any]:
                           "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]})
         spec["mounts"] = [m for m in spec["mounts"] if m["destination"] != "/sys/fs/cgroup"]
     return spec
+
+
+def _rootless_maps(own: int, subids: str) -> list[dict[str, int]]:
+    """Container root is the user; with a range in /etc/subuid (subgid), ids 1.. map there
+    too (through newuidmap/newgidmap), as podman does."""
+    maps = [{"containerID": 0, "hostID": own, "size": 1}]
+    import pwd
+
+    try:
+        name = pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        name = ""
+    try:
+        with open(subids) as f:
+            for line in f:
+                who, _, rest = line.strip().partition(":")
+                if who in (name, str(os.getuid())):
+                    start, _, count = rest.partition(":")
+                    maps.append({"containerID": 1, "hostID": int(start), "size": int(count)})
+                    break
+    except (OSError, ValueError):
+        pass
+    return maps
 
 
 def write_spec(bundle: str, rootless: bool = False) -> None:
