@@ -324,6 +324,12 @@ def _bench(ctx: Context, o: dict[str, Any], args: list[str]) -> int:
     return bench_main(args)
 
 
+def _wasm(ctx: Context, o: dict[str, Any], args: list[str]) -> int:
+    from yacr.wasm.cli import main as wasm_main
+
+    return wasm_main(args, ctx.log)
+
+
 def _unsupported(ctx: Context, o: dict[str, Any], args: list[str]) -> int:
     raise YacrError("checkpoint/restore is not supported by yacr (CRIU does not work here)")
 
@@ -366,6 +372,8 @@ COMMANDS: dict[str, Command] = {c.name: c for c in [
     Command("bench", "benchmark yacr against runc and crun (see yacr bench --help)",
             "bench [SCENARIO...] [--runtimes ...] [--runs N] [--quick] [--out DIR]", [],
             _bench, 0, None),
+    Command("wasm", "wasm tools: compile modules into the AOT cache",
+            "wasm compile [--rlimit-as] [--force] FILE...", [], _wasm, 0, None),
     Command("checkpoint", "not supported", "checkpoint ID",
             [Flag("image-path", "str", ""), Flag("work-path", "str", ""),
              Flag("leave-running", "bool")], _unsupported, 0, None),
@@ -460,8 +468,8 @@ def _main(argv: list[str], log: Log) -> int:
     cmd = COMMANDS.get(name)
     if cmd is None:
         raise UsageError(f"unknown command {name!r}; see yacr --help")
-    if name == "bench":
-        # bench has its own argparse-based parser (a cold path; argparse is fine there)
+    if name in ("bench", "wasm"):
+        # bench and wasm have their own argparse-based parsers (cold paths: argparse is fine)
         from yacr.container import Context
 
         return cmd.run(Context(fs.abspath(g["root"]), log), {}, args)

@@ -101,7 +101,7 @@ def create(ctx: Context, cid: str, bundle: str, opts: CreateOptions,
     if opts.preserve_fds < 0:
         raise YacrError("--preserve-fds must not be negative")
     handler = handlers.select(spec)
-    handler.prepare(spec)
+    handler.prepare(spec, ctx.log)
     if proc is not None:
         check_lsm(proc)
     layout = None

@@ -42,7 +42,11 @@ def main() -> int:
     print("$ yacr features | head -3")
     out = subprocess.run([a.yacr, "features"], capture_output=True, text=True).stdout
     print("\n".join(out.splitlines()[:3]))
-    return 0 if rc == 7 else 1
+    print()
+    from yacr.wasm.demo import run_demo
+
+    wasm_ok = run_demo(a.yacr, a.build, root)
+    return 0 if rc == 7 and wasm_ok else 1
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ def features() -> dict[str, Any]:
     from yacr.linux.namespaces import FLAGS
     from yacr.linux.process import apparmor_enabled, selinux_enabled
     from yacr.spec import HOOK_KINDS
+    from yacr.wasm import feature_annotations as wasm_features
 
     opts = sorted(set(mounts.FLAGS) | set(mounts.PROPAGATION) | set(mounts.RECURSIVE)
                   | {"tmpcopyup"})
@@ -37,5 +38,6 @@ def features() -> dict[str, Any]:
         "annotations": {
             "io.github.yacr.version": __version__,
             "io.github.yacr.handlers": ",".join(handlers.names()),
+            **wasm_features(),
         },
     }

@@ -11,6 +11,7 @@ from yacr.errors import YacrError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from yacr.log import Log
     from yacr.spec import Spec
 
 HANDLER_ANNOTATION = "run.oci.handler"
@@ -23,7 +24,7 @@ class Handler:
     name = "native"
     aliases: tuple[str, ...] = ()
 
-    def prepare(self, spec: Spec) -> None:
+    def prepare(self, spec: Spec, log: Log | None = None) -> None:
         """In the runtime, before init is forked: load or compile whatever is needed."""
 
     def resolve(self, arg0: str, env: dict[str, str], cwd: str) -> str:
@@ -48,17 +49,22 @@ def select(spec: Spec) -> Handler:
 
         return Native()
     if wanted in ("wasm", "wasm-smart", "wasmtime"):
-        key = HANDLER_ANNOTATION if HANDLER_ANNOTATION in ann else VARIANT_ANNOTATION
-        raise YacrError(f"annotations.{key}: the wasm handler is not available in this build")
+        from yacr.handlers import wasm
+
+        return wasm.select(spec, "wasm-smart" if wanted == "wasm-smart" else "wasm")
     raise YacrError(f"annotations.{HANDLER_ANNOTATION}: unknown handler {wanted!r}")
 
 
 def select_for_exec(state: object) -> Handler:
     """exec always runs a native program from the rootfs, whatever init was."""
+    if getattr(state, "handler", "native") == "wasm":
+        from yacr.handlers.wasm import NativeExec
+
+        return NativeExec()
     from yacr.handlers.native import Native
 
     return Native()
 
 
 def names() -> list[str]:
-    return ["native"]
+    return ["native", "wasm"]
