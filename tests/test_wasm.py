@@ -304,16 +304,23 @@ def test_kill_stops_a_spinning_module_promptly(runtime, wb, sig, code):
 
 # --- the seccomp allowlist ---------------------------------------------------------------
 
-def test_allowlist_denies_what_the_engine_does_not_need(runtime, wb, tmp_path):
+def test_allowlist_denies_what_the_engine_does_not_need(runtime, wb, cache):
     # normal I/O runs under the filter in every test above; a relative symlink is WASI
     # (path_symlink) but symlinkat is not in the list: the process is killed by SIGSYS
     spec = wb.spec(["/probe.wasm", "symlink", "target", "/tmp/link"], readonly=False)
     spec["annotations"] = WASM
     spec["mounts"].append({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
                            "options": ["nosuid", "nodev"]})
+    for _ in range(2):  # compiled with libseccomp, then loaded from the cache
+        p = runtime("run", "--bundle", wb.write(spec), runtime.new_id())
+        assert p.returncode == 128 + signal.SIGSYS, (p.stdout, p.stderr)
+        assert "symlink made" not in p.stdout
+    bpf = list(cache.glob("*.bpf"))
+    assert len(bpf) == 1
+    # a damaged cached program is rebuilt, never loaded
+    bpf[0].write_bytes(bpf[0].read_bytes()[:-8] + b"\0" * 8)
     p = runtime("run", "--bundle", wb.write(spec), runtime.new_id())
-    assert p.returncode == 128 + signal.SIGSYS, (p.stdout, p.stderr)
-    assert "symlink made" not in p.stdout
+    assert p.returncode == 128 + signal.SIGSYS and "cached program rejected" in p.stderr
     spec["annotations"] = {**WASM, "io.github.yacr.wasm.seccomp": "off"}
     p = runtime("run", "--bundle", wb.write(spec), runtime.new_id())
     assert (p.returncode, p.stdout) == (0, "symlink made\n"), p.stderr

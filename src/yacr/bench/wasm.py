@@ -117,9 +117,9 @@ def _skip(msg: str) -> Exception:
 # --- the shootout ------------------------------------------------------------------------
 
 def compile_shootout(work: str, names: tuple[str, ...] = SHOOTOUT) -> dict[str, tuple[str, str]]:
-    """name -> (native executable, wasm module): gcc -O3 and clang --target=wasm32-wasi -O3
-    from the same source."""
-    from yacr.wasm.build import compile_native, compile_wasm
+    """name -> (native executable, wasm module): gcc -O3, and clang --target=wasm32-wasi -O3
+    with bulk memory and SIMD, from the same source."""
+    from yacr.wasm.build import WASM_FEATURES, compile_native, compile_wasm
 
     src = os.path.join(_sources(), "shootout")
     out = os.path.join(work, "shootout")
@@ -127,7 +127,8 @@ def compile_shootout(work: str, names: tuple[str, ...] = SHOOTOUT) -> dict[str, 
     for n in names:
         c = os.path.join(src, f"{n}.c")
         progs[n] = (compile_native(c, os.path.join(out, n), "gcc", OPT),
-                    compile_wasm(c, os.path.join(out, f"{n}.wasm"), OPT))
+                    compile_wasm(c, os.path.join(out, f"{n}.wasm"), OPT,
+                                 features=WASM_FEATURES))
     return progs
 
 
@@ -143,6 +144,8 @@ def run_shootout(yacr_cmd: list[str], work: str, runs: int = 3,
     """Time every program natively and as a yacr wasm container (yacr_cmd: the yacr argv
     prefix, with its --root). The figure is each program's own compute time, so the
     container's start-up is not in it (end-to-end times are kept beside it)."""
+    from yacr.wasm.build import WASM_FEATURES
+
     progs = compile_shootout(work, names)
     rootfs = wasm_rootfs(work, {n: w for n, (_, w) in progs.items()}, "shootout-rootfs")
     rows: dict[str, Any] = {}
@@ -175,7 +178,8 @@ def run_shootout(yacr_cmd: list[str], work: str, runs: int = 3,
     geo = math.exp(sum(math.log(r["ratio"]) for r in rows.values()) / len(rows))
     say(f"  geomean yacr-wasm/native: {geo:.2f}x  (aim <= 1.3x)")
     return {"programs": rows, "geomean": geo, "native": f"gcc {OPT}",
-            "wasm": f"clang --target=wasm32-wasi {OPT}, wasmtime (yacr.wasm.capi.Settings)"}
+            "wasm": f"clang --target=wasm32-wasi {OPT} {' '.join(WASM_FEATURES)}, wasmtime "
+                    "(yacr.wasm.capi.Settings)"}
 
 
 # --- boot time side by side --------------------------------------------------------------

@@ -32,10 +32,12 @@ from yacr.wasm import WASM_MAGIC
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from yacr.linux.seccomp import Filter
+    from typing import Any
+
     from yacr.log import Log
     from yacr.spec import Spec
-    from yacr.wasm.capi import Prepared
+    from yacr.wasm.allowlist import Program
+    from yacr.wasm.capi import Linked, Prepared
 
 SECCOMP_ANNOTATION = "io.github.yacr.wasm.seccomp"
 SANDBOX_ANNOTATION = "io.kubernetes.cri.container-type"
@@ -140,18 +142,23 @@ class Wasm(Handler):
 
     def __init__(self, key: str = HANDLER_ANNOTATION) -> None:
         self.key = key
-        self.module = None
+        self.linked: Linked | None = None
         self.guest_path = ""
         self.args: list[str] = []
-        self.memory = None
-        self.filter: Filter | None = None
+        self.memory: int | None = None
+        self.filter: Program | None = None
         self.prepared: Prepared | None = None
         self.cache_status = ""
         self.early = False
+        self.error = ""
+        self._done: Any = None
 
     def prepare(self, spec: Spec, log: Log | None = None) -> None:
+        """Check what can fail cheaply now (the module, the engine's presence), then load
+        the engine, the compiled module and the allowlist in a thread while `create` goes
+        on (the library loads and the module deserializes without the GIL); the thread is
+        joined before init is forked (an at-fork hook), and resolve() reports its errors."""
         from yacr.wasm import capi
-        from yacr.wasm.cache import Cache
 
         proc = spec.process
         if proc is None:
@@ -168,38 +175,74 @@ class Wasm(Handler):
         if wasm[:4] != WASM_MAGIC:
             raise YacrError(f"process.args[0]: {proc.args[0]} is not a WebAssembly module "
                             f"(no \\0asm magic), but annotations.{self.key} asks for wasm")
-        small = any(r.type == "RLIMIT_AS" for r in proc.rlimits)
         try:
-            engine = capi.Engine(capi.Settings(small_reservation=small))
-            res = Cache(engine, log=log).load(wasm, f"process.args[0] {proc.args[0]}")
+            lib_path = capi.find_library()
         except capi.EngineError as e:
             raise YacrError(f"annotations.{self.key}: {e}") from None
-        self.module = res.module
-        self.cache_status = res.status
-        self.early = not capi.has_start_section(wasm)
-        if log is not None:
-            log.debug(f"wasm module {self.guest_path}: cache {res.status}"
-                      + (f" ({res.path})" if res.path else "")
-                      + (f": {res.detail}" if res.detail else ""))
         self.args = list(proc.args)
         self.memory = memory_bound(spec)
-        if spec.annotations.get(SECCOMP_ANNOTATION, "on") == "off":
-            if log is not None:
-                log.warn(f"annotations.{SECCOMP_ANNOTATION}=off: the wasm engine runs "
-                         "without its syscall allowlist (for debugging only)")
-        else:
-            from yacr.wasm.allowlist import build_filter
+        self.early = not capi.has_start_section(wasm)
+        small = any(r.type == "RLIMIT_AS" for r in proc.rlimits)
+        want_filter = spec.annotations.get(SECCOMP_ANNOTATION, "on") != "off"
+        if not want_filter and log is not None:
+            log.warn(f"annotations.{SECCOMP_ANNOTATION}=off: the wasm engine runs "
+                     "without its syscall allowlist (for debugging only)")
+        # imported here, not in the thread: an import holds the GIL, the loading does not
+        from yacr.wasm import allowlist, cache  # noqa: F401
 
-            self.filter = build_filter(log)
+        self._done = _thread.allocate_lock()
+        self._done.acquire()
+        posix.register_at_fork(before=self.wait)
+        _thread.start_new_thread(self._load, (wasm, lib_path, small, want_filter,
+                                              f"process.args[0] {proc.args[0]}", log))
+        posix.sched_yield()  # releases the GIL: the thread starts dlopen now, not in 5 ms
+
+    def _load(self, wasm: bytes, lib_path: str, small: bool, want_filter: bool, what: str,
+              log: Log | None) -> None:
+        from yacr.wasm import capi
+        from yacr.wasm.cache import Cache
+
+        try:
+            engine = capi.Engine(capi.Settings(small_reservation=small), capi.load(lib_path))
+            cache = Cache(engine, log=log)
+            res = cache.load(wasm, what)
+            self.cache_status = res.status
+            if log is not None:
+                log.debug(f"wasm module {self.guest_path}: cache {res.status}"
+                          + (f" ({res.path})" if res.path else "")
+                          + (f": {res.detail}" if res.detail else ""))
+            self.linked = capi.Linked(res.module)
+            if want_filter:
+                from yacr.wasm.allowlist import program
+
+                self.filter = program(cache, log)
+        except capi.EngineError as e:
+            self.error = f"annotations.{self.key}: {e}"
+        except YacrError as e:
+            self.error = str(e)
+        except BaseException as e:  # noqa: BLE001 - reported by resolve(), in init
+            self.error = f"wasm: {type(e).__name__}: {e}"
+        finally:
+            self._done.release()
+
+    def wait(self) -> None:
+        """Until the loading thread is done (also the at-fork hook: no thread may be
+        running when the runtime forks)."""
+        if self._done is not None:
+            self._done.acquire()
+            self._done.release()
 
     def resolve(self, arg0: str, env: dict[str, str], cwd: str) -> str:
         from yacr.wasm.capi import EngineError, Prepared
 
-        if self.module is None:
+        self.wait()
+        if self.error:
+            raise YacrError(self.error)
+        if self.linked is None:
             raise YacrError(f"annotations.{self.key}: the module was not loaded")
         argv = [self.guest_path] + self.args[1:]
         try:
-            self.prepared = Prepared(self.module, argv, env, [("/", "/")], self.memory)
+            self.prepared = Prepared(self.linked, argv, env, [("/", "/")], self.memory)
         except EngineError as e:
             raise YacrError(f"process.args[0] {arg0}: {e}") from None
         if self.early and self.prepared.instantiate() is not None:

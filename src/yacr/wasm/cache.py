@@ -99,8 +99,8 @@ class Cache:
                                f"{self.engine.settings.key()};cpu={cpu_id()}")
         return f"{wasm_sha};{self._engine_id}"
 
-    def entry_path(self, ident: str) -> str:
-        return fs.join(self.dir, _sha256.sha256(ident.encode()).hexdigest() + ".cwasm")
+    def entry_path(self, ident: str, suffix: str = ".cwasm") -> str:
+        return fs.join(self.dir, _sha256.sha256(ident.encode()).hexdigest() + suffix)
 
     def usable(self, create: bool = True) -> str | None:
         """None if the cache directory can be trusted (creating it if asked), else why not."""
@@ -168,9 +168,9 @@ class Cache:
         return h.digest()
 
     # --- lookups ---------------------------------------------------------------------
-    def read_entry(self, ident: str) -> tuple[bytes | None, str]:
+    def read_entry(self, ident: str, suffix: str = ".cwasm") -> tuple[bytes | None, str]:
         """(payload, "") for a verified entry; (None, why) for a missing or bad one."""
-        path = self.entry_path(ident)
+        path = self.entry_path(ident, suffix)
         try:
             fd = posix.open(path, posix.O_RDONLY | posix.O_NOFOLLOW | posix.O_CLOEXEC)
         except FileNotFoundError:
@@ -198,8 +198,8 @@ class Cache:
             return None, "integrity check failed (corrupt or tampered)"
         return payload, ""
 
-    def write_entry(self, ident: str, payload: bytes) -> str:
-        path = self.entry_path(ident)
+    def write_entry(self, ident: str, payload: bytes, suffix: str = ".cwasm") -> str:
+        path = self.entry_path(ident, suffix)
         tmp = f"{path}.{posix.getpid()}.tmp"
         fd = posix.open(tmp, posix.O_WRONLY | posix.O_CREAT | posix.O_EXCL | posix.O_CLOEXEC |
                         posix.O_NOFOLLOW, 0o600)

@@ -189,18 +189,63 @@ class Settings:
 _P = "P"  # restype code of a pointer
 
 
+class _Handle:
+    """A dlopen handle in the shape CFuncPtr((name, library)) expects."""
+
+    __slots__ = ("_handle",)
+
+    def __init__(self, handle: int) -> None:
+        self._handle = handle
+
+
+_FUNC_TYPES: dict[Any, type] = {}
+
+
+def _func_type(restype: Any) -> type:
+    """One CFuncPtr class per return type: making a class costs ~160k instructions, so
+    binding 35 functions with one class each (what S.Library.function does) would cost
+    more than loading the 29 MB library."""
+    t = _FUNC_TYPES.get(restype)
+    if t is None:
+        t = type("wasmtime_fn", (_ctypes.CFuncPtr,), {
+            "_flags_": _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO,
+            "_restype_": restype})
+        _FUNC_TYPES[restype] = t
+    return t
+
+
+def _dlopen(path: str) -> _Handle:
+    """dlopen through libc as a foreign call, which releases the GIL (`_ctypes.dlopen`
+    holds it), so the library can load in a thread while create goes on."""
+    libc = S.Library(None)
+    fn = _func_type(S.c_void_p)(("dlopen", libc))
+    handle = fn(path.encode(), S.c_int(2))  # RTLD_NOW: resolve now, not in the guest's path
+    if not handle:
+        err = _func_type(S.c_void_p)(("dlerror", libc))()
+        why = _read(err, 512).split(b"\0", 1)[0].decode(errors="replace") if err else "?"
+        raise OSError(2, why)
+    return _Handle(handle)
+
+
 class Lib:
     """The entry points of _libwasmtime.so that yacr uses, bound by name."""
 
     def __init__(self, path: str) -> None:
         try:
-            lib = S.Library(path)
+            lib = _dlopen(path)
         except OSError as e:
             raise EngineError(f"cannot load wasmtime's library {path}: {e.strerror}; "
                               f"{INSTALL_HINT}") from None
         self.path = path
-        p, i, b, none = S.c_void_p, S.c_int, _bool, None
-        f = lib.function
+        p, b, none = _func_type(S.c_void_p), _func_type(_bool), _func_type(None)
+
+        def f(name: str, kind: type) -> Any:
+            try:
+                return kind((name, lib))
+            except AttributeError:
+                raise EngineError(f"{path} has no {name}: not the wasmtime version yacr "
+                                  f"needs; {INSTALL_HINT}") from None
+
         self.config_new = f("wasm_config_new", p)
         self.engine_new = f("wasm_engine_new_with_config", p)
         self.opt_level = f("wasmtime_config_cranelift_opt_level_set", none)
@@ -209,7 +254,6 @@ class Lib:
         self.reservation = f("wasmtime_config_memory_reservation_set", none)
         self.guard = f("wasmtime_config_memory_guard_size_set", none)
         self.growth = f("wasmtime_config_memory_reservation_for_growth_set", none)
-        self.unwind = f("wasmtime_config_native_unwind_info_set", none)
         self.module_new = f("wasmtime_module_new", p)
         self.module_serialize = f("wasmtime_module_serialize", p)
         self.module_deserialize = f("wasmtime_module_deserialize", p)
@@ -235,7 +279,6 @@ class Lib:
         self.pre_instantiate = f("wasmtime_instance_pre_instantiate", p)
         self.export_get = f("wasmtime_instance_export_get", b)
         self.func_call = f("wasmtime_func_call", p)
-        del i
 
     # errors ---------------------------------------------------------------------------
     def _vec_text(self, fill: Any, obj: int) -> str:
@@ -348,6 +391,23 @@ def has_start_section(wasm: bytes) -> bool:
     return False
 
 
+class Linked:
+    """The module linked against WASI (wasmtime's InstancePre): engine-level, so it is made
+    in the runtime before the fork, in parallel with the rest of `create`."""
+
+    __slots__ = ("module", "linker", "pre")
+
+    def __init__(self, module: Module) -> None:
+        L = module.engine.lib
+        self.module = module
+        self.linker = L.linker_new(_ptr(module.engine.ptr))
+        L.check(L.define_wasi(_ptr(self.linker)), "WASI")
+        out = _buf(8)
+        L.check(L.instantiate_pre(_ptr(self.linker), _ptr(module.ptr), out),
+                "the module's imports")
+        self.pre = _struct.unpack("P", bytes(out))[0]
+
+
 class Prepared:
     """A module linked against WASI in its own store, ready to instantiate and run.
 
@@ -357,9 +417,10 @@ class Prepared:
 
     __slots__ = ("lib", "store", "context", "pre", "_keep", "instance")
 
-    def __init__(self, module: Module, argv: list[str], env: dict[str, str],
+    def __init__(self, linked: Linked, argv: list[str], env: dict[str, str],
                  preopens: list[tuple[str, str]], memory_limit: int | None) -> None:
         self.instance: Any = None
+        module = linked.module
         L = self.lib = module.engine.lib
         self.store = L.store_new(_ptr(module.engine.ptr), None, None)
         self.context = L.store_context(_ptr(self.store))
@@ -384,13 +445,8 @@ class Prepared:
             if not L.wasi_preopen(_ptr(wasi), host.encode(), guest.encode(), _bool(True)):
                 raise EngineError(f"cannot preopen {host} as {guest} for the module")
         L.check(L.set_wasi(_ptr(self.context), _ptr(wasi)), "WASI")  # takes ownership
-        linker = L.linker_new(_ptr(module.engine.ptr))
-        L.check(L.define_wasi(_ptr(linker)), "WASI")
-        out = _buf(8)
-        L.check(L.instantiate_pre(_ptr(linker), _ptr(module.ptr), out),
-                "the module's imports")
-        self.pre = _struct.unpack("P", bytes(out))[0]
-        self._keep = (keep_a, keep_n, keep_v, linker)
+        self.pre = linked.pre
+        self._keep = (keep_a, keep_n, keep_v, linked)
 
     def instantiate(self, stderr: int = 2) -> int | None:
         """Make the instance (linear memory, tables, the memory image): None on success,
