@@ -106,3 +106,34 @@ def test_mapping_errors(runtime, bundles):
     p = runtime("create", "--bundle", bundles.write(spec), runtime.new_id())
     assert p.returncode == 1 and "root" in p.stderr
     assert "Traceback" not in p.stderr
+
+
+def test_idmapped_bind_mount(runtime, bundles, tmp_path):
+    """Files owned by host uid 1000 show up as root through the idmapped mount, and what
+    root writes there lands as 1000 on the disk."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "f").write_text("x\n")
+    os.chown(data / "f", 1000, 1000)
+    os.chown(data, 1000, 1000)
+    spec = bundles.spec(["sh", "-c", "stat -c '%u %g' /data/f; touch /data/new"])
+    spec["root"]["path"] = bundles.private_rootfs()
+    # as in a uid_map: ids on the filesystem (containerID side) show as hostID ids
+    one = [{"containerID": 1000, "hostID": 0, "size": 1}]
+    spec["mounts"].append({"destination": "/data", "type": "bind", "source": str(data),
+                           "options": ["bind", "idmap"], "uidMappings": one,
+                           "gidMappings": one})
+    p = runtime("run", "--bundle", bundles.write(spec), runtime.new_id())
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["0", "0"]
+    st = (data / "new").stat()
+    assert (st.st_uid, st.st_gid) == (1000, 1000)
+
+
+def test_idmapped_mount_errors(runtime, bundles):
+    spec = bundles.spec(["true"])
+    one = [{"containerID": 0, "hostID": 1000, "size": 1}]
+    spec["mounts"].append({"destination": "/t", "type": "tmpfs", "source": "tmpfs",
+                           "uidMappings": one, "gidMappings": one})
+    p = runtime("create", "--bundle", bundles.write(spec), runtime.new_id())
+    assert p.returncode == 1 and "need a bind mount" in p.stderr

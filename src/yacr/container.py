@@ -166,12 +166,19 @@ def create(ctx: Context, cid: str, bundle: str, opts: CreateOptions,
         cfg = init.InitConfig(cid, spec, bundle, init_chan, plan, layout, paths, fifo_fd, csock,
                               opts, handler, ctx.log)
         cfg.seccomp = filt
+        if any(m.idmapped for m in spec.mounts):
+            from yacr.linux import idmap
+
+            cfg.idmapped = {id(m): idmap.prepare(m, bundle, f"mounts[{i}]")
+                            for i, m in enumerate(spec.mounts) if m.idmapped}
         if "user" in plan.types:
             pid, helper = _fork_with_userns(plan, spec, cfg, chan, st.dirfd)
         else:
             pid = _fork_into_namespaces(plan, spec.linux.time_offsets, cfg, chan, st.dirfd)
         init_chan.close()
         posix.close(fifo_fd)
+        for fd in cfg.idmapped.values():
+            posix.close(fd)
         if csock is not None:
             csock.close()
         plan.close()

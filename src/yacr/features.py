@@ -33,7 +33,7 @@ def features() -> dict[str, Any]:
             "apparmor": {"enabled": apparmor_enabled()},
             "selinux": {"enabled": selinux_enabled()},
             "intelRdt": {"enabled": False},
-            "mountExtensions": {"idmap": {"enabled": False}},
+            "mountExtensions": {"idmap": {"enabled": True}},
         },
         "annotations": {
             "io.github.yacr.version": __version__,

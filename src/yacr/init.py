@@ -54,7 +54,8 @@ class InitConfig:
     """Everything init needs, prepared by the runtime before the fork."""
 
     __slots__ = ("cid", "spec", "bundle", "chan", "plan", "layout", "cgroup_paths",
-                 "fifo_fd", "console_sock", "opts", "handler", "log", "committed", "seccomp")
+                 "fifo_fd", "console_sock", "opts", "handler", "log", "committed", "seccomp",
+                 "idmapped")
 
     def __init__(self, cid: str, spec: Spec, bundle: str, chan: protocol.Channel, plan: Plan,
                  layout: Layout | None, cgroup_paths: dict[str, str], fifo_fd: int,
@@ -74,6 +75,7 @@ class InitConfig:
         self.log = log
         self.committed = False
         self.seccomp: Filter | None = None
+        self.idmapped: dict[int, int] = {}
 
 
 def _die_on_signal(signum: int, _frame: Any) -> None:
@@ -178,7 +180,8 @@ def _setup(cfg: InitConfig) -> None:
     # The rootfs is built in the new or joined mount namespace, as runc does; without a
     # mount namespace in the config it is built in the host's, under the rootfs only, and
     # delete unmounts it (see container.destroy).
-    root = rootfs.Rootfs(spec.root_path, cfg.log, host_ns="mount" not in plan.types)
+    root = rootfs.Rootfs(spec.root_path, cfg.log, host_ns="mount" not in plan.types,
+                         idmapped=cfg.idmapped)
     root.prepare(spec, cfg.bundle, cfg.layout, cfg.cgroup_paths, "cgroup" in plan.types
                  and bool(plan.unshare & S.CLONE_NEWCGROUP))
 

@@ -229,7 +229,7 @@ class Scheduler:
 
 
 class Mount:
-    __slots__ = ("destination", "type", "source", "options")
+    __slots__ = ("destination", "type", "source", "options", "uid_mappings", "gid_mappings")
 
     def __init__(self, d: dict[str, Any], path: str) -> None:
         dest = string(d.get("destination"), f"{path}.destination", nonempty=True)
@@ -241,8 +241,17 @@ class Mount:
         self.source = "" if s is None else string(s, f"{path}.source")
         o = _opt(d, "options")
         self.options = [] if o is None else str_list(o, f"{path}.options")
-        if _opt(d, "uidMappings") is not None or _opt(d, "gidMappings") is not None:
-            raise _fail(path, "idmapped mounts (uidMappings/gidMappings) are not supported yet")
+        self.uid_mappings = id_maps(_opt(d, "uidMappings"), f"{path}.uidMappings")
+        self.gid_mappings = id_maps(_opt(d, "gidMappings"), f"{path}.gidMappings")
+        if bool(self.uid_mappings) != bool(self.gid_mappings):
+            raise _fail(path, "uidMappings and gidMappings go together")
+        if self.uid_mappings and not ({"bind", "rbind"} & set(self.options)
+                                      or self.type == "bind"):
+            raise _fail(path, "idmapped mounts (uidMappings/gidMappings) need a bind mount")
+
+    @property
+    def idmapped(self) -> bool:
+        return bool(self.uid_mappings)
 
 
 class IDMap:

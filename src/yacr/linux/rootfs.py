@@ -52,13 +52,16 @@ def fdpath(fd: int) -> str:
 class Rootfs:
     """The rootfs being assembled: its path on the host and a dirfd to resolve within it."""
 
-    __slots__ = ("path", "fd", "log", "host_ns")
+    __slots__ = ("path", "fd", "log", "host_ns", "idmapped")
 
-    def __init__(self, path: str, log: Log, host_ns: bool = False) -> None:
+    def __init__(self, path: str, log: Log, host_ns: bool = False,
+                 idmapped: dict[int, int] | None = None) -> None:
         self.path = path
         self.log = log
         self.fd = -1
         self.host_ns = host_ns
+        # detached idmapped mounts the runtime made, by id() of their Mount
+        self.idmapped = idmapped or {}
 
     # --- resolution inside the root -------------------------------------------------------
     def open_in(self, path: str, flags: int = posix.O_PATH) -> int:
@@ -176,6 +179,9 @@ class Rootfs:
 
     def _bind(self, m: Mount, opts: MountOptions, dest: str, bundle: str) -> None:
         src = m.source if m.source.startswith("/") else fs.join(bundle, m.source)
+        if m.idmapped:
+            self._attach_idmapped(m, opts, dest, src)
+            return
         try:
             st = posix.stat(src)
         except OSError as e:
@@ -195,6 +201,24 @@ class Rootfs:
             finally:
                 posix.close(fd)
             self._remount_bind(dest, extra | keep)
+        self._after(dest, opts)
+
+    def _attach_idmapped(self, m: Mount, opts: MountOptions, dest: str, src: str) -> None:
+        """Put the runtime's detached idmapped mount (see linux/idmap.py) in place."""
+        tree = self.idmapped.pop(id(m), -1)
+        if tree < 0:
+            raise YacrError(f"{dest}: the idmapped mount was not prepared")
+        try:
+            fd = self.ensure(dest, fs.isdir(src))
+            try:
+                S.move_mount(tree, fd)
+            finally:
+                posix.close(fd)
+        finally:
+            posix.close(tree)
+        extra = opts.flags & ~(S.MS_BIND | S.MS_REC | S.MS_REMOUNT)
+        if extra:
+            self._remount_bind(dest, extra)
         self._after(dest, opts)
 
     def _remount_bind(self, dest: str, flags: int) -> None:

@@ -263,6 +263,26 @@ def close_range_cloexec(first: int) -> None:
     _check(_syscall(NR_CLOSE_RANGE, first, 0xFFFFFFFF, CLOSE_RANGE_CLOEXEC), "close_range")
 
 
+OPEN_TREE_CLONE = 1
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+MOVE_MOUNT_T_EMPTY_PATH = 0x40
+MOUNT_ATTR_IDMAP = 0x100000
+
+
+def open_tree(dirfd: int, path: str, flags: int) -> int:
+    """A detached copy (OPEN_TREE_CLONE) of the mount at path, as an fd."""
+    return _check(_syscall(NR_OPEN_TREE, dirfd, _b(path), flags | posix.O_CLOEXEC),
+                  "open_tree", path)
+
+
+def move_mount(from_fd: int, to_fd: int) -> None:
+    """Attach a detached mount (from_fd) on the file to_fd is open on (an O_PATH fd: a
+    /proc/self/fd path would name the magic link itself, which move_mount does not
+    follow)."""
+    _check(_syscall(NR_MOVE_MOUNT, from_fd, b"", to_fd, b"",
+                    MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH), "move_mount")
+
+
 def openat2(dirfd: int, path: str | bytes, flags: int, resolve: int, mode: int = 0) -> int:
     how = struct.pack("QQQ", flags | posix.O_CLOEXEC, mode, resolve)  # struct open_how
     return _check(_syscall(NR_OPENAT2, dirfd, _b(path), how, len(how)), "openat2", path)
