@@ -6,6 +6,7 @@ import os
 
 from yacr import OCI_VERSION, jsonio
 from yacr.errors import YacrError
+from yacr.linux.seccomp_default import default_profile
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -57,6 +58,7 @@ def default_spec(rootless: bool = False) -> dict[str, Any]:
                                                   "cgroup")],
             "maskedPaths": list(MASKED),
             "readonlyPaths": list(READONLY),
+            "seccomp": default_profile(caps),
         },
     }
     if rootless:
