@@ -15,7 +15,7 @@ deps:
 $(STAMP): pyproject.toml
 	@./scripts/install-deps.sh
 	@test -x $(VENV)/bin/python3 || $(PY) -m venv $(VENV)
-	@$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[test]'
+	@$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[test,bench]'
 	@$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[wasm]'
 	@touch $(STAMP)
 

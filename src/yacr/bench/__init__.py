@@ -1,9 +1,12 @@
 """`yacr bench`: yacr measured side by side with runc and crun, on bundles built here.
 
-Every comparison runs the runtimes in one session, on the same bundle, and
-reports ratios beside absolute times, because the machines it runs on are
-noisy. Scenarios register themselves in SCENARIOS; runtimes are adapters in
-`runtimes`. Nothing here is imported by the container hot path.
+Every comparison runs the runtimes in one session, on the same bundle,
+interleaved and after a warm-up, and reports medians, spread and ratios to
+runc and crun beside absolute times, because the machines it runs on are
+noisy. Scenarios and runtimes plug in through `yacr.bench.registry`; results
+go to --out as results.json, results.csv, PNG plots and summary.md. Nothing
+here is imported by the container hot path: `yacr bench` is a cold path, so
+argparse, json, rich and matplotlib are fine.
 """
 
 from __future__ import annotations
@@ -17,41 +20,158 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+DEFAULT_RUNTIMES = "yacr,yacr-wasm,runc,crun"
 
-def _scenarios() -> dict[str, Any]:
-    from yacr.bench import lifecycle
 
-    return {"lifecycle": lifecycle.run}
+def parser(names: list[str]) -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="yacr bench", description=__doc__.splitlines()[0],
+        epilog="Needs root, busybox-static, hyperfine and gcc (make setup installs them). "
+               "`make bench` runs everything into build/bench.")
+    ap.add_argument("scenario", nargs="*", help=f"scenarios to run: {', '.join(names)} "
+                    "(default: all)")
+    ap.add_argument("--runtimes", default=DEFAULT_RUNTIMES,
+                    help=f"comma-separated runtimes (default {DEFAULT_RUNTIMES}); missing "
+                    "ones are skipped with the reason")
+    ap.add_argument("--runs", type=int, default=30,
+                    help="timed runs per measurement, after warm-up (default 30; 5 with "
+                    "--quick)")
+    ap.add_argument("--quick", action="store_true",
+                    help="every scenario small (a CI smoke test, not figures to quote)")
+    ap.add_argument("--max-containers", type=int, default=0, metavar="N",
+                    help="cap the density ramp at N containers (default: 1500, memory "
+                    "permitting)")
+    ap.add_argument("--out", default="build/bench", help="output directory (default "
+                    "build/bench)")
+    ap.add_argument("--report-only", action="store_true",
+                    help="measure nothing: redraw tables, plots and summary.md from "
+                    "--out/results.json")
+    ap.add_argument("--list", action="store_true", help="list scenarios and runtimes")
+    return ap
+
+
+def add_venv_site_packages() -> None:
+    """Put the virtualenv's site-packages (rich, matplotlib) on sys.path.
+
+    The yacr front-end starts Python with -I -S from a sealed interpreter copy, so
+    site.py never ran and sys.prefix is not the venv: find the venv from the front-end
+    ($YACR_CLI), the script and the interpreter, as the directory with a pyvenv.cfg."""
+    import site
+
+    starts = [os.environ.get("YACR_CLI", ""), sys.argv[0] if sys.argv else "",
+              sys.executable, sys.prefix + "/bin/python3"]
+    ver = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    for start in filter(None, starts):
+        d = os.path.abspath(start)
+        for _ in range(4):
+            d = os.path.dirname(d)
+            sp = os.path.join(d, "lib", ver, "site-packages")
+            if os.path.exists(os.path.join(d, "pyvenv.cfg")) and os.path.isdir(sp):
+                if sp not in sys.path:
+                    site.addsitedir(sp)
+                return
 
 
 def main(argv: list[str]) -> int:
-    scenarios = _scenarios()
-    ap = argparse.ArgumentParser(prog="yacr bench", description=__doc__.splitlines()[0])
-    ap.add_argument("scenario", nargs="*", help=f"scenarios: {', '.join(scenarios)} (all)")
-    ap.add_argument("--runtimes", default="yacr,runc,crun",
-                    help="comma-separated: yacr, runc, crun")
-    ap.add_argument("--runs", type=int, default=30, help="runs per measurement (default 30)")
-    ap.add_argument("--quick", action="store_true", help="few runs, for CI smoke tests")
-    ap.add_argument("--out", default="build/bench", help="output directory")
-    a = ap.parse_args(argv)
-    unknown = [s for s in a.scenario if s not in scenarios]
-    if unknown:
-        ap.error(f"unknown scenario {unknown[0]!r}; choose from {', '.join(scenarios)}")
-    from yacr.bench import report, runtimes
+    from yacr.bench import registry, ui
 
+    add_venv_site_packages()
+    ui.need_extras()
+    registry.load()
+    order = sorted(registry.SCENARIOS.values(), key=lambda d: (d.order, d.name))
+    names = [d.name for d in order]
+    ap = parser(names)
+    a = ap.parse_args(argv)
+    unknown = [s for s in a.scenario if s not in registry.SCENARIOS]
+    if unknown:
+        ap.error(f"unknown scenario {unknown[0]!r}; choose from {', '.join(names)}")
+    if a.list:
+        for d in order:
+            print(f"{d.name:<12} {d.title}")
+        print("runtimes:", ", ".join(registry.RUNTIMES))
+        return 0
     out = os.path.abspath(a.out)
+    if a.report_only:
+        return _report_only(out)
+    if os.geteuid() != 0:
+        print("yacr bench runs containers with runc and crun: run it as root", file=sys.stderr)
+        return 1
     os.makedirs(out, exist_ok=True)
+    runs = 5 if a.quick and a.runs == 30 else a.runs
+    wanted = [d for d in order if not a.scenario or d.name in a.scenario]
+    return _measure(a, out, runs, wanted, argv)
+
+
+def _measure(a: argparse.Namespace, out: str, runs: int, wanted: list[Any],
+             argv: list[str]) -> int:
+    import secrets
+
+    from yacr.bench import measure, registry, report, runtimes
+    from yacr.bench.ui import UI
+
     env = runtimes.Environment(os.path.join(out, "work"))
-    rts = runtimes.select(a.runtimes.split(","), env)
-    runs = 5 if a.quick else a.runs
-    results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-                               "machine": runtimes.machine_description(),
-                               "runs": runs, "quick": a.quick, "scenarios": {}}
-    for name in a.scenario or list(scenarios):
-        print(f"== {name}", flush=True)
-        results["scenarios"][name] = scenarios[name](rts, env, runs)
-    report.write(results, out)
-    print(f"results in {out}/ (results.json, results.csv, summary.md)")
+    results: dict[str, Any] = {
+        "format": report.FORMAT, "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "machine": runtimes.machine_description(),
+        "command": " ".join(["yacr bench", *argv]), "runs": runs, "quick": a.quick,
+        "runtimes": {}, "skipped_runtimes": {}, "scenarios": {}}
+    failed = False
+    with UI() as ui:
+        rts, skipped = runtimes.select(a.runtimes.split(","), env, say=ui.print)
+        results["skipped_runtimes"] = skipped
+        results["runtimes"] = {rt.name: rt.describe() for rt in rts}
+        if not rts:
+            ui.print("no runtime to measure")
+            return 1
+        left = measure.sweep(env, rts)
+        if left:
+            ui.warn(f"deleted {len(left)} containers an earlier session left in {env.work}")
+        ctx = registry.Context(env, rts, runs, a.quick, ui, "yb" + secrets.token_hex(3))
+        results["session"] = ctx.session
+        if a.max_containers:
+            ctx.cache["max_containers"] = a.max_containers
+        ui.print(f"[bold]yacr bench[/] {results['machine']}; runtimes: "
+                 + ", ".join(f"{rt.name} ({rt.version()})" for rt in rts))
+        try:
+            for d in wanted:
+                ui.console.rule(f"[bold]{d.name}[/]: {d.title}")
+                t0 = time.monotonic()
+                try:
+                    scen = report.to_json(d.run(ctx))
+                except registry.Skip as e:
+                    scen = {"status": "skipped", "reason": str(e)}
+                except measure.BenchError as e:
+                    scen = {"status": "failed", "reason": str(e)}
+                    failed = True
+                scen["title"] = d.title
+                scen["seconds"] = round(time.monotonic() - t0, 1)
+                results["scenarios"][d.name] = scen
+                report.show(ui, d.name, scen)
+        finally:
+            left = measure.sweep(env, rts)
+            if left:
+                ui.warn(f"deleted {len(left)} containers left over: {left[:5]}")
+            report.write(results, out, ui)
+        report.show_headline(ui, results)
+        ui.print(f"results in {out}/: results.json, results.csv, summary.md, "
+                 + ", ".join(p for s in results["scenarios"].values()
+                             for p in s.get("plots", [])))
+    return 1 if failed else 0
+
+
+def _report_only(out: str) -> int:
+    import json
+
+    from yacr.bench import report
+    from yacr.bench.ui import UI
+
+    with open(os.path.join(out, "results.json")) as f:
+        results = json.load(f)
+    with UI() as ui:
+        for name, scen in results["scenarios"].items():
+            report.show(ui, name, scen)
+        report.write(results, out, ui)
+        report.show_headline(ui, results)
     return 0
 
 

@@ -1,4 +1,11 @@
-"""Benchmark outputs: results.json and results.csv for machines, summary.md for people."""
+"""Benchmark outputs: results.json and results.csv for machines, summary.md and tables for people.
+
+Everything here works from the JSON form of the results, so `yacr bench
+--report-only` can redraw tables, plots and the summary from a results.json
+without measuring again. Ratios are computed here, once, for every scenario:
+each measurement's median divided by the reference series' median for the
+same metric and N (runc and crun for runtimes; busybox for images).
+"""
 
 from __future__ import annotations
 
@@ -10,47 +17,246 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from yacr.bench.registry import Result
+    from yacr.bench.ui import UI
 
-def write(results: dict[str, Any], out: str) -> None:
-    with open(os.path.join(out, "results.json"), "w") as f:
-        json.dump(results, f, indent=2)
-    rows = []
-    for scen, data in results["scenarios"].items():
-        for metric, per_rt in data.items():
-            if not isinstance(per_rt, dict):
-                continue
-            for rt, val in per_rt.items():
-                if isinstance(val, dict):
-                    for k, v in val.items():
-                        rows.append((scen, metric, rt, k, v))
-                else:
-                    rows.append((scen, metric, rt, "", val))
-    with open(os.path.join(out, "results.csv"), "w", newline="") as f:
+FORMAT = 2
+"""results.json layout version (1: the lifecycle-only harness)."""
+
+
+def to_json(res: Result) -> dict[str, Any]:
+    """A scenario's Result as JSON, with stats and ratios filled in."""
+    ms = []
+    for m in res.measurements:
+        ms.append({"metric": m.metric, "series": m.series, "param": m.param, "unit": m.unit,
+                   "note": m.note, "versus": m.versus, **m.stats(), "samples": m.samples})
+    for m in ms:
+        m["ratios"] = {}
+        for ref in res.references:
+            r = find(ms, m["versus"] or m["metric"], ref, m["param"])
+            # a ratio of a negative (noise around zero) or zero figure means nothing
+            if r and ref != m["series"] and (r.get("median") or 0) > 0 and \
+                    (m.get("median") or 0) > 0:
+                m["ratios"][ref] = m["median"] / r["median"]
+    return {"status": "ok", "references": list(res.references), "notes": res.notes,
+            "skipped": res.skipped, "measurements": ms, "raw": res.raw}
+
+
+def find(ms: list[dict[str, Any]], metric: str, series: str,
+         param: Any = None) -> dict[str, Any] | None:
+    for m in ms:
+        if m["metric"] == metric and m["series"] == series and m["param"] == param:
+            return m
+    return None
+
+
+def fmt(v: float | None, unit: str) -> str:
+    if v is None:
+        return "—"
+    if unit == "":
+        return f"{v:.0f}" if float(v).is_integer() else f"{v:.1f}"
+    if unit == "KiB":
+        return f"{v:,.0f} KiB" if v >= 10 else f"{v:.1f} KiB"
+    digits = 2 if abs(v) < 10 else 1 if abs(v) < 1000 else 0
+    return f"{v:,.{digits}f} {unit}"
+
+
+def spread(m: dict[str, Any]) -> str:
+    if m.get("n", 0) < 2:
+        return "—"
+    u = m["unit"]
+    return f"{fmt(m['q1'], u)} \u2013 {fmt(m['q3'], u)}"
+
+
+def ratio(v: float | None) -> str:
+    return f"{v:.2f}\u00d7" if v is not None else ""
+
+
+def rows(scen: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """The long table of a scenario: metric, N, series, median, IQR, n, ratios."""
+    refs = scen["references"]
+    has_n = any(m["param"] is not None for m in scen["measurements"])
+    cols = ["metric", *(["N"] if has_n else []), "series", "median", "IQR (q1 \u2013 q3)", "n",
+            *[f"vs {r}" for r in refs]]
+    out = []
+    last = None
+    for m in scen["measurements"]:
+        key = (m["metric"], m["param"])
+        label = m["metric"] if key != last else ""
+        n = str(m["param"]) if m["param"] is not None and key != last else ""
+        last = key
+        out.append([label, *([n] if has_n else []), m["series"], fmt(m.get("median"), m["unit"]),
+                    spread(m), str(m.get("n", 0)), *[ratio(m["ratios"].get(r)) for r in refs]])
+    return cols, out
+
+
+# -- headline ----------------------------------------------------------------------------
+
+def _largest_common(scen: dict[str, Any], metric: str) -> Any:
+    """The largest N every series reached for a metric (density ramps may stop early)."""
+    per: dict[str, set[Any]] = {}
+    for m in scen["measurements"]:
+        if m["metric"] == metric:
+            per.setdefault(m["series"], set()).add(m["param"])
+    common = set.intersection(*per.values()) if per else set()
+    return max(common) if common else None
+
+
+HEADLINE = [
+    ("lifecycle", "run of true", None, "`run` of busybox `true`"),
+    ("lifecycle", "run of hello", None, "`run` of a hello (Wasm: ratios to busybox `true`)"),
+    ("lifecycle", "create+start+wait+delete", None, "create, start, wait, delete (containerd)"),
+    ("lifecycle", "peak RSS of run", None, "peak RSS of `run`"),
+    ("cpu", "run of true: user+sys", None, "CPU (user+sys) per `run`"),
+    ("memory", "peak RSS of create", None, "peak RSS of `create`"),
+    ("memory", "PSS per created container", None, "resident per created container (PSS)"),
+    ("memory", "PSS per running container", None, "per running `sleep` container (PSS)"),
+    ("density", "boot time, N sequential starts", "max", "boot time, {n} sequential starts"),
+    ("density", "memory of N sleeping containers (PSS)", "max",
+     "memory of {n} sleeping containers (PSS)"),
+    ("density", "system memory used by N sleeping containers", "max",
+     "system memory used by {n} sleeping containers"),
+    ("concurrency", "wall time, N parallel", "max", "{n} parallel create+start+wait+delete"),
+]
+
+
+def headline(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """The table the README embeds: the key figures, one row each, runtimes side by side,
+    and yacr's (and yacr-wasm's) ratios to runc and crun."""
+    series = list(results.get("runtimes", {}))
+    ratio_cols = [(s, r) for s in ("yacr", "yacr-wasm") if s in series
+                  for r in ("runc", "crun") if r in series]
+    cols = ["figure", *series, *[f"{s} ÷ {r}" for s, r in ratio_cols]]
+    out = []
+    for scen_name, metric, param, label in HEADLINE:
+        scen = results["scenarios"].get(scen_name)
+        if not scen or scen.get("status") != "ok":
+            continue
+        p = _largest_common(scen, metric) if param == "max" else param
+        ms = {s: find(scen["measurements"], metric, s, p) for s in series}
+        if not any(ms.values()):
+            continue
+        row = [label.format(n=p)]
+        for s in series:
+            row.append(fmt(ms[s]["median"], ms[s]["unit"]) if ms[s] else "—")
+        for s, r in ratio_cols:
+            row.append(ratio(ms[s]["ratios"].get(r)) if ms[s] else "")
+        out.append(row)
+    return cols, out
+
+
+# -- writers -------------------------------------------------------------------------------
+
+def write(results: dict[str, Any], out: str, ui: UI | None = None) -> list[str]:
+    """results.json, results.csv, the PNGs and summary.md; returns the files written."""
+    from yacr.bench import plots, registry
+
+    plots.CAPTION = f"{results['date']} · {results['machine']} · `{results['command']}`"
+    written = []
+    for name, scen in results["scenarios"].items():
+        scen["plots"] = []
+        d = registry.SCENARIOS.get(name)
+        if scen.get("status") == "ok" and scen.get("measurements"):
+            draw = d.plot if d and d.plot else (lambda s, o, n=name: plots.bars(s, o, n))
+            try:
+                scen["plots"] = [os.path.basename(p) for p in draw(scen, out)]
+            except Exception as e:  # noqa: BLE001 - a plot must not lose the measurements
+                if ui:
+                    ui.warn(f"plot of {name} failed: {type(e).__name__}: {e}")
+        written += [os.path.join(out, p) for p in scen["plots"]]
+    path = os.path.join(out, "results.json")
+    with open(path, "w") as f:
+        json.dump(results, f, indent=1)
+    written.append(path)
+    path = os.path.join(out, "results.csv")
+    with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["scenario", "metric", "runtime", "field", "value"])
-        w.writerows(rows)
-    with open(os.path.join(out, "summary.md"), "w") as f:
+        w.writerow(["scenario", "metric", "N", "series", "unit", "median", "q1", "q3", "min",
+                    "max", "n", "vs_runc", "vs_crun", "vs_busybox"])
+        for sname, scen in results["scenarios"].items():
+            for m in scen.get("measurements", []):
+                w.writerow([sname, m["metric"], "" if m["param"] is None else m["param"],
+                            m["series"], m["unit"],
+                            *[_num(m.get(k)) for k in ("median", "q1", "q3", "min", "max")],
+                            m.get("n", 0),
+                            *[_num(m["ratios"].get(r)) for r in ("runc", "crun", "busybox")]])
+    written.append(path)
+    path = os.path.join(out, "summary.md")
+    with open(path, "w") as f:
         f.write(markdown(results))
+    written.append(path)
+    return written
+
+
+def _num(v: float | None) -> str:
+    return "" if v is None else f"{v:.6g}"
+
+
+def _md_table(cols: list[str], rows: list[list[str]]) -> list[str]:
+    right = ["---:" if i else "---" for i in range(len(cols))]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join(right) + "|"]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
+    return lines
+
+
+def describe_runtimes(results: dict[str, Any]) -> str:
+    parts = []
+    for name, r in results.get("runtimes", {}).items():
+        v = r.get("version", "")
+        parts.append(f"{name} ({v})" if v and v != "?" else name)
+    return ", ".join(parts)
 
 
 def markdown(results: dict[str, Any]) -> str:
-    lines = [f"Measured {results['date']} on {results['machine']}, "
-             f"{results['runs']} runs per figure.", ""]
-    lc = results["scenarios"].get("lifecycle")
-    if lc:
-        lines += ["| runtime | `run` of busybox `true`, median | mean ± sd | peak RSS |",
-                  "|---|---|---|---|"]
-        for name, t in lc["run_true"].items():
-            rss = lc["peak_rss_kib"].get(name)
-            rss_s = f"{rss / 1024:.1f} MiB" if rss else "—"
-            ver = lc["versions"].get(name, "")
-            label = f"{name} ({ver})" if ver else name
-            lines.append(f"| {label} | {t['median_ms']:.1f} ms | {t['mean_ms']:.1f} ± "
-                         f"{t['stddev_ms']:.1f} ms | {rss_s} |")
+    """summary.md: how it was measured, the headline table, then every scenario."""
+    lines = [f"Measured with `{results['command']}` on {results['date']}, "
+             f"{results['machine']}.", "",
+             f"Runtimes: {describe_runtimes(results)}."]
+    for name, r in results.get("runtimes", {}).items():
+        if r.get("note"):
+            lines.append(f"{name} runs {r['note']}.")
+    for name, why in results.get("skipped_runtimes", {}).items():
+        lines.append(f"Skipped {name}: {why}.")
+    lines.append("")
+    cols, hrows = headline(results)
+    if hrows:
+        lines += ["Medians; ratios below 1 mean yacr needs less.", "", *_md_table(cols, hrows),
+                  ""]
+    for name, scen in results["scenarios"].items():
+        lines.append(f"### {scen.get('title', name)}")
         lines.append("")
-        for k, v in lc["ratios"].items():
-            lines.append(f"- {k}: **{v:.2f}x**")
-        for name, note in lc.get("notes", {}).items():
-            lines.append(f"- {name} runs {note}; `{name}-wrapper-only` is that wrapper alone.")
+        if scen.get("status") != "ok":
+            lines += [f"{scen.get('status')}: {scen.get('reason', '')}", ""]
+            continue
+        lines += _md_table(*rows(scen))
         lines.append("")
+        for what, why in scen.get("skipped", {}).items():
+            lines.append(f"- skipped {what}: {why}")
+        for n in scen.get("notes", []):
+            lines.append(f"- {n}")
+        lines.append("")
+        for p in scen.get("plots", []):
+            lines += [f"![{name}]({p})", ""]
     return "\n".join(lines) + "\n"
+
+
+def show(ui: UI, name: str, scen: dict[str, Any]) -> None:
+    """A scenario's table on the terminal."""
+    from rich.markup import escape
+
+    if scen.get("status") != "ok":
+        ui.print(f"[yellow]{name}: {scen.get('status')}[/]: {escape(scen.get('reason', ''))}")
+        return
+    cols, rs = rows(scen)
+    ui.table(scen.get("title", name), cols, rs, right=set(range(1, len(cols))) - {
+        cols.index("series")})
+    for what, why in scen.get("skipped", {}).items():
+        ui.print(f"  [yellow]skipped {escape(what)}[/]: {escape(why)}")
+    for n in scen.get("notes", []):
+        ui.print(f"  [dim]{escape(n)}[/]")
+
+
+def show_headline(ui: UI, results: dict[str, Any]) -> None:
+    cols, rs = headline(results)
+    if rs:
+        ui.table("Headline (medians)", cols, rs, right=set(range(1, len(cols))), sections=False)

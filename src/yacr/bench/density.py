@@ -1,0 +1,125 @@
+"""Density: N containers started one after another and left running, N up to 1500.
+
+Seed 000's two charts, one line per runtime:
+- boot time: the summed wall time of `run --detach` (busybox `sleep`) for
+  the first 1, 10, 100, 500, 1000 and 1500 containers, with the spread of
+  single starts in each stretch (a runtime that slows down as containers
+  pile up shows it here);
+- memory of N sleeping containers, read at the same points: the PSS of
+  every process of the runtime's containers (runtime leftovers included),
+  and the change in system memory used since the first start (kernel
+  objects included, noisier).
+
+Runtimes take turns, one whole ramp each, so their memory never mixes, and
+each ramp is torn down (delete --force, 8 at a time) before the next. A ramp
+stops early, and says so, when free memory falls under a reserve, so the
+machine stays usable; 500 containers is the least the issue asks for.
+"""
+
+from __future__ import annotations
+
+import time
+
+from yacr.bench import measure, registry
+from yacr.bench.registry import Result, Skip
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from yacr.bench.registry import Context
+    from yacr.bench.runtimes import Runtime
+
+FULL = (1, 10, 100, 500, 1000, 1500)
+QUICK = (1, 5, 10)
+
+
+def reserve_kib() -> int:
+    """Free memory to keep: 2 GiB or a tenth of the machine, whichever is more."""
+    return max(2 << 20, measure.meminfo()["MemTotal"] // 10)
+
+
+def ramp(ctx: Context, rt: Runtime, bundle: str, points: tuple[int, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {"points": [], "starts_ms": [], "stopped": ""}
+    before = measure.used_kib()
+    reserve = reserve_kib()
+    total = 0.0
+    with measure.Tracker(ctx) as tracker:
+        with ctx.ui.task(f"density: {points[-1]} sleeping containers, {rt.name}",
+                         points[-1]) as advance:
+            for n in range(1, points[-1] + 1):
+                if n % 10 == 1 and measure.meminfo()["MemAvailable"] < reserve:
+                    out["stopped"] = (f"stopped at {n - 1} containers: less than "
+                                      f"{reserve >> 20} GiB of memory left")
+                    ctx.ui.warn(f"{rt.name}: {out['stopped']}")
+                    break
+                cid = ctx.cid(rt, "d")
+                tracker.add(rt, cid)
+                r = measure.spawn(ctx.env, rt.cmd("run", "--detach", "--bundle", bundle, cid))
+                total += r.wall_ms
+                out["starts_ms"].append(r.wall_ms)
+                advance()
+                if n in points:
+                    time.sleep(0.2)
+                    procs = measure.attributed(ctx, rt)
+                    out["points"].append({
+                        "n": n, "boot_s": total / 1000,
+                        "pss_mib": sum(p.get("pss_kib", 0) for p in procs) / 1024,
+                        "rss_mib": sum(p.get("rss_kib", 0) for p in procs) / 1024,
+                        "processes": len(procs),
+                        "used_mib": (measure.used_kib() - before) / 1024})
+        t0 = time.perf_counter()
+        with ctx.ui.task(f"density: delete {len(tracker.made)} containers, {rt.name}", None):
+            tracker.cleanup()
+        out["teardown_s"] = time.perf_counter() - t0
+    out["leaks"] = {k: v for k, v in measure.leaks(ctx, rt).items() if v}
+    return out
+
+
+def plot(data: dict[str, Any], out: str) -> list[str]:
+    from yacr.bench import plots
+
+    return plots.density(data, out)
+
+
+@registry.scenario("density", "Density: N sequential starts, N sleeping containers",
+                   order=40, plot=plot)
+def run(ctx: Context) -> Result:
+    res = Result()
+    pairs = ctx.with_bundles("sleep", res)
+    if not pairs:
+        raise Skip("no runtime can run the `sleep` workload")
+    cap = ctx.cache.get("max_containers")
+    points = QUICK if ctx.quick else FULL
+    if cap:
+        points = tuple(p for p in points if p <= cap) or (cap,)
+    ramps = {}
+    for rt, bundle in pairs:
+        ramps[rt.name] = ramp(ctx, rt, bundle, points)
+        time.sleep(1)  # let the kernel finish tearing down namespaces before the next
+    for name, r in ramps.items():
+        for p in r["points"]:
+            res.add("boot time, N sequential starts", name, "s", [p["boot_s"]], p["n"])
+    for name, r in ramps.items():
+        prev = 0
+        for p in r["points"]:
+            res.add("single start, in the stretch up to N", name, "ms",
+                    r["starts_ms"][prev:p["n"]], p["n"])
+            prev = p["n"]
+    for name, r in ramps.items():
+        for p in r["points"]:
+            res.add("memory of N sleeping containers (PSS)", name, "MiB", [p["pss_mib"]],
+                    p["n"])
+    for name, r in ramps.items():
+        for p in r["points"]:
+            res.add("system memory used by N sleeping containers", name, "MiB",
+                    [p["used_mib"]], p["n"], note="kernel included; noisy")
+    for name, r in ramps.items():
+        if r["stopped"]:
+            res.notes.append(f"{name}: {r['stopped']}")
+        if r["leaks"]:
+            res.notes.append(f"{name} LEFT BEHIND after delete --force: {r['leaks']}")
+    res.raw = {"ramps": ramps, "points": list(points)}
+    res.notes.append("boot time: summed wall time of `run --detach` of busybox `sleep`, one "
+                     "after another, containers left running; memory read at the same N.")
+    return res

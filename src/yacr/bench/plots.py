@@ -1,0 +1,354 @@
+"""PNG plots of the results, for people: one file per scenario (two for density).
+
+Every plot works from a scenario's JSON, labels its axes with units, has a
+legend or labelled bars, and says in a caption when and where it was
+measured. Bars are medians; error bars span the interquartile range. Each
+runtime keeps one colour in every plot. `bars` draws any scenario generically
+(what a plugin's scenario gets unless it brings its own plot).
+"""
+
+from __future__ import annotations
+
+import os
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+COLORS = {"yacr": "#1f77b4", "yacr-wasm": "#9467bd", "runc": "#ff7f0e", "crun": "#2ca02c"}
+_OTHER = ["#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf", "#d62728"]
+CAPTION = ""
+"""When and where: set by the report before plotting, drawn under every figure."""
+
+
+def color(series: str) -> str:
+    series = series.split("\n")[0]  # "yacr-wasm\nhello" keeps yacr-wasm's colour
+    if series not in COLORS:
+        COLORS[series] = _OTHER[(len(COLORS) - 4) % len(_OTHER)]
+    return COLORS[series]
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "axes.spines.top": False,
+                         "axes.spines.right": False, "figure.dpi": 110})
+    return plt
+
+
+def _ms(scen: dict[str, Any], metric: str, param: Any = None) -> list[dict[str, Any]]:
+    return [m for m in scen["measurements"] if m["metric"] == metric and m["param"] == param]
+
+
+def _save(fig: Any, out: str, name: str, title: str) -> str:
+    fig.suptitle(title, fontsize=13, fontweight="bold")
+    if CAPTION:
+        fig.text(0.01, 0.01, CAPTION, fontsize=8, color="#555555", ha="left", va="bottom")
+    fig.tight_layout(rect=(0, 0.04, 1, 0.95))
+    path = os.path.join(out, name)
+    fig.savefig(path)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return path
+
+
+def _label(m: dict[str, Any], digits: int = 1) -> str:
+    from yacr.bench.report import fmt
+
+    text = fmt(m["median"], m["unit"])
+    rs = [f"{v:.2f}\u00d7 {r}" for r, v in m.get("ratios", {}).items() if r in ("runc", "crun")]
+    return text + ("\n" + "\n".join(rs) if rs else "")
+
+
+def _bar_panel(ax: Any, ms: list[dict[str, Any]], title: str, ylabel: str,
+               ratios: bool = True) -> None:
+    """One bar per series: median, IQR whiskers, value (and ratios) written above."""
+    if not ms:
+        ax.set_visible(False)
+        return
+    xs = range(len(ms))
+    med = [m["median"] for m in ms]
+    lo = [m["median"] - m.get("q1", m["median"]) for m in ms]
+    hi = [m.get("q3", m["median"]) - m["median"] for m in ms]
+    ax.bar(xs, med, color=[color(m["series"]) for m in ms], width=0.6,
+           yerr=[lo, hi] if any(m.get("n", 0) > 1 for m in ms) else None, capsize=4,
+           ecolor="#333333")
+    top = max(m.get("q3", m["median"]) for m in ms)
+    for x, m in zip(xs, ms, strict=True):
+        text = _label(m) if ratios else _label({**m, "ratios": {}})
+        ax.text(x, max(m.get("q3", m["median"]), m["median"]) + top * 0.02, text,
+                ha="center", va="bottom", fontsize=8.5)
+    ax.set_xticks(list(xs), [m["series"] for m in ms])
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.set_ylim(0, top * 1.45)
+    ax.grid(axis="y", alpha=0.3)
+
+
+def lifecycle(scen: dict[str, Any], out: str) -> list[str]:
+    plt = _plt()
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 5.2))
+    hello = [{**m, "series": f"{m['series']}\nhello"} for m in _ms(scen, "run of hello")]
+    _bar_panel(a, _ms(scen, "run of true") + hello,
+               "`run` of `true`" + (" (and a Wasm hello)" if hello else "") + ", hyperfine",
+               "wall time per container (ms)")
+    steps = ("create", "start", "wait", "delete")
+    series = [m["series"] for m in _ms(scen, "create+start+wait+delete")]
+    if series:
+        shades = {"create": 1.0, "start": 0.7, "wait": 0.45, "delete": 0.25}
+        bottom = [0.0] * len(series)
+        for step in steps:
+            vals = []
+            for s in series:
+                m = next(x for x in _ms(scen, step) if x["series"] == s)
+                vals.append(m["median"])
+            b.bar(range(len(series)), vals, bottom=bottom, width=0.6,
+                  color=[color(s) for s in series], alpha=shades[step], edgecolor="white",
+                  label=step)
+            for i, v in enumerate(vals):
+                if v > 0.06 * max(sum(x["median"] for x in _ms(scen, st) if x["series"] ==
+                                      series[i]) for st in steps):
+                    b.text(i, bottom[i] + v / 2, f"{step} {v:.1f}", ha="center",
+                           va="center", fontsize=8, color="black")
+            bottom = [x + v for x, v in zip(bottom, vals, strict=True)]
+        for i, s in enumerate(series):
+            total = next(x for x in _ms(scen, "create+start+wait+delete") if x["series"] == s)
+            b.text(i, bottom[i] * 1.02, _label(total), ha="center", va="bottom", fontsize=8.5)
+        b.set_xticks(range(len(series)), series)
+        b.set_ylim(0, max(bottom) * 1.45)
+        b.set_ylabel("wall time per container, medians of each step (ms)")
+        b.set_title("create, start, wait, delete: separate invocations (containerd)")
+        b.grid(axis="y", alpha=0.3)
+        from matplotlib.patches import Patch
+
+        b.legend(handles=[Patch(facecolor="#777777", alpha=shades[s], label=s) for s in steps],
+                 title="steps, darkest first\n(label: median of totals)", loc="upper right",
+                 fontsize=8, title_fontsize=8)
+    else:
+        b.set_visible(False)
+    return [_save(fig, out, "lifecycle.png",
+                  "Lifecycle: time per container (median; whiskers: interquartile range)")]
+
+
+def cpu(scen: dict[str, Any], out: str) -> list[str]:
+    plt = _plt()
+    from matplotlib.patches import Patch
+
+    groups = [("run of true", "`run` of `true`\n(runtime + container)"),
+              ("create+start+delete", "create + start + delete\n(runtime only)")]
+    series = [m["series"] for m in _ms(scen, "run of true: user+sys")]
+    fig, ax = plt.subplots(figsize=(10, 5.2))
+    w = 0.8 / max(1, len(series))
+    top = 0.0
+    for gi, (g, _) in enumerate(groups):
+        for si, s in enumerate(series):
+            u = next((m for m in _ms(scen, f"{g}: user") if m["series"] == s), None)
+            sy = next((m for m in _ms(scen, f"{g}: sys") if m["series"] == s), None)
+            tot = next((m for m in _ms(scen, f"{g}: user+sys") if m["series"] == s), None)
+            if not (u and sy and tot):
+                continue
+            x = gi + (si - (len(series) - 1) / 2) * w
+            ax.bar(x, u["median"], w * 0.9, color=color(s))
+            ax.bar(x, sy["median"], w * 0.9, bottom=u["median"], color=color(s), alpha=0.45,
+                   hatch="//", edgecolor="white")
+            h = u["median"] + sy["median"]
+            top = max(top, h)
+            ax.text(x, h * 1.02, _label(tot), ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(range(len(groups)), [t for _, t in groups])
+    ax.set_ylabel("CPU time per container, user + system (ms)")
+    ax.set_ylim(0, top * 1.4 if top else 1)
+    ax.grid(axis="y", alpha=0.3)
+    handles = [Patch(color=color(s), label=s) for s in series]
+    handles += [Patch(facecolor="#999999", label="user"),
+                Patch(facecolor="#999999", alpha=0.45, hatch="//", label="system")]
+    ax.legend(handles=handles, loc="upper right", fontsize=8, ncol=2)
+    return [_save(fig, out, "cpu.png", "CPU per container start (medians; label: user+sys)")]
+
+
+def memory(scen: dict[str, Any], out: str) -> list[str]:
+    plt = _plt()
+    fig, axes = plt.subplots(1, 3, figsize=(14, 5.2))
+    _bar_panel(axes[0], _ms(scen, "peak RSS of create"), "peak RSS of the runtime's `create`",
+               "peak RSS (MiB)")
+    _bar_panel(axes[1], _ms(scen, "PSS per created container"),
+               "resident per created, not started container", "PSS per container (MiB)")
+    _bar_panel(axes[2], _ms(scen, "PSS per running container"),
+               "per running container (busybox `sleep`)", "PSS per container (MiB)")
+    return [_save(fig, out, "memory.png",
+                  "Memory (median; whiskers: interquartile range)")]
+
+
+def density(scen: dict[str, Any], out: str) -> list[str]:
+    plt = _plt()
+    ramps = scen.get("raw", {}).get("ramps", {})
+    paths = []
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    for name, r in ramps.items():
+        ns = [p["n"] for p in r["points"]]
+        last = r["points"][-1] if r["points"] else None
+        ax.plot(ns, [p["boot_s"] for p in r["points"]], marker="o", color=color(name),
+                label=f"{name} ({last['boot_s']:.1f} s for {last['n']})" if last else name)
+    ax.set_xlabel("containers started one after another (N)")
+    ax.set_ylabel("total boot time of the N starts (s)")
+    ax.set_xticks(_ticks(scen))
+    ax.grid(alpha=0.3)
+    ax.legend(title="runtime")
+    ax.set_xlim(left=0)
+    ax.set_ylim(bottom=0)
+    paths.append(_save(fig, out, "density-boot.png",
+                       "Density: boot time of N sequential `run --detach`"))
+
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    for name, r in ramps.items():
+        ns = [p["n"] for p in r["points"]]
+        last = r["points"][-1] if r["points"] else {"pss_mib": 0, "used_mib": 0, "n": 0}
+        ax.plot(ns, [p["pss_mib"] for p in r["points"]], marker="o", color=color(name),
+                label=f"{name}: PSS of its containers' processes "
+                      f"({last['pss_mib']:,.0f} MiB at {last['n']})")
+        ax.plot(ns, [p["used_mib"] for p in r["points"]], marker="x", linestyle="--",
+                color=color(name), alpha=0.7,
+                label=f"{name}: system memory used, kernel included "
+                      f"({last['used_mib']:,.0f} MiB at {last['n']})")
+    ax.set_xlabel("sleeping containers running at once (N)")
+    ax.set_ylabel("memory (MiB)")
+    ax.set_xticks(_ticks(scen))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_xlim(left=0)
+    ax.axhline(0, color="#999999", linewidth=0.8)
+    paths.append(_save(fig, out, "density-memory.png",
+                       "Density: memory of N sleeping busybox containers"))
+    return paths
+
+
+def _ticks(scen: dict[str, Any]) -> list[int]:
+    """The ramp's N as x ticks, minus those that would print on top of their neighbour
+    (1 and 10 on an axis that goes to 1500)."""
+    points = scen.get("raw", {}).get("points", [])
+    out: list[int] = []
+    for p in points:
+        if not out or p - out[-1] >= points[-1] / 25:
+            out.append(p)
+    return out
+
+
+def images(scen: dict[str, Any], out: str) -> list[str]:
+    plt = _plt()
+    disk = _ms(scen, "bundle size on disk")
+    gz = {m["series"]: m for m in _ms(scen, "bundle size as tar.gz")}
+    names = [m["series"] for m in disk]
+    fig, ax = plt.subplots(figsize=(9, 1.6 + 0.9 * len(names)))
+    y = range(len(names))
+    ax.barh([i + 0.2 for i in y], [m["median"] for m in disk], 0.38, color="#4c72b0",
+            label="on disk (config.json + rootfs)")
+    ax.barh([i - 0.2 for i in y], [gz[n]["median"] for n in names], 0.38, color="#dd8452",
+            label="as tar.gz")
+    from yacr.bench.report import fmt
+
+    for i, m in enumerate(disk):
+        r = m["ratios"].get("busybox")
+        extra = f"  ({r:.3f}\u00d7 busybox)" if r is not None else ""
+        ax.text(m["median"] * 1.1, i + 0.2, fmt(m["median"], "KiB") + extra, va="center",
+                fontsize=8)
+        g = gz[m["series"]]
+        ax.text(g["median"] * 1.1, i - 0.2, fmt(g["median"], "KiB"), va="center", fontsize=8)
+    ax.set_yticks(list(y), names)
+    ax.invert_yaxis()
+    ax.set_xscale("log")
+    ax.set_xlim(right=max(m["median"] for m in disk) * 30)
+    ax.set_xlabel("bundle size (KiB, log scale)")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    skipped = scen.get("skipped", {})
+    if skipped:
+        ax.set_title("not built: " + "; ".join(skipped), fontsize=8, color="#777777")
+    return [_save(fig, out, "images.png", "Image size: bytes of each bundle")]
+
+
+def concurrency(scen: dict[str, Any], out: str) -> list[str]:
+    plt = _plt()
+    ms = _ms_all(scen, "wall time, N parallel")
+    ns = sorted({m["param"] for m in ms})
+    series = list(dict.fromkeys(m["series"] for m in ms))
+    fig, ax = plt.subplots(figsize=(9, 5.2))
+    w = 0.8 / max(1, len(series))
+    top = max((m.get("q3", m["median"]) for m in ms), default=1)
+    for si, s in enumerate(series):
+        for ni, n in enumerate(ns):
+            m = next((x for x in ms if x["series"] == s and x["param"] == n), None)
+            if not m:
+                continue
+            x = ni + (si - (len(series) - 1) / 2) * w
+            ax.bar(x, m["median"], w * 0.9, color=color(s), label=s if ni == 0 else None,
+                   yerr=[[m["median"] - m["q1"]], [m["q3"] - m["median"]]]
+                   if m.get("n", 0) > 1 else None, capsize=3)
+            fails = next((f for f in _ms(scen, "failed of N", n) if f["series"] == s), None)
+            note = f"\n{fails['max']:.0f} failed" if fails and fails.get("max") else ""
+            ax.text(x, max(m["median"], m.get("q3", 0)) + top * 0.02, _label(m) + note,
+                    ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(range(len(ns)), [f"N = {n} at once" for n in ns])
+    ax.set_ylabel("wall time until all N are deleted (s)")
+    ax.set_ylim(0, top * 1.45)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(title="runtime", loc="upper left")
+    return [_save(fig, out, "concurrency.png",
+                  "Concurrency: N parallel create+start+wait+delete (median of rounds)")]
+
+
+def _ms_all(scen: dict[str, Any], metric: str) -> list[dict[str, Any]]:
+    return [m for m in scen["measurements"] if m["metric"] == metric]
+
+
+def bars(scen: dict[str, Any], out: str, name: str) -> list[str]:
+    """Any scenario: one panel per metric (at most six). Metrics without N get a bar per
+    series; metrics with N (a count, a program) get groups of bars, one group per N, and
+    a log scale when the values span more than two decades."""
+    plt = _plt()
+    metrics = list(dict.fromkeys(m["metric"] for m in scen["measurements"]))[:6]
+    if not metrics:
+        return []
+    grouped = [mt for mt in metrics if any(m["param"] is not None
+                                           for m in _ms_all(scen, mt))]
+    cols = 1 if grouped else min(3, len(metrics))
+    rows_ = (len(metrics) + cols - 1) // cols
+    width = 13 if grouped else 4.6 * cols
+    fig, axes = plt.subplots(rows_, cols, figsize=(width, 4.8 * rows_), squeeze=False)
+    for ax, metric in zip(axes.flat, metrics, strict=False):
+        ms = _ms_all(scen, metric)
+        unit = ms[0]["unit"]
+        ylabel = f"{metric} ({unit})" if unit else metric
+        if metric not in grouped:
+            _bar_panel(ax, ms, metric, ylabel)
+            continue
+        params = list(dict.fromkeys(m["param"] for m in ms))
+        series = list(dict.fromkeys(m["series"] for m in ms))
+        w = 0.8 / len(series)
+        for si, s in enumerate(series):
+            xs, ys = [], []
+            for pi, p in enumerate(params):
+                m = next((x for x in ms if x["series"] == s and x["param"] == p), None)
+                if m:
+                    xs.append(pi + (si - (len(series) - 1) / 2) * w)
+                    ys.append(m["median"])
+                    rs = [f"{v:.2f}\u00d7" for v in m.get("ratios", {}).values()]
+                    if rs:
+                        ax.text(xs[-1], ys[-1], rs[0], ha="center", va="bottom", fontsize=7)
+            ax.bar(xs, ys, w * 0.9, color=color(s), label=s)
+        vals = [m["median"] for m in ms if m["median"] and m["median"] > 0]
+        if vals and max(vals) / min(vals) > 100:
+            ax.set_yscale("log")
+        ax.set_xticks(range(len(params)), [str(p) for p in params],
+                      rotation=30 if len(params) > 6 else 0, ha="right" if len(params) > 6
+                      else "center")
+        ax.set_ylabel(ylabel)
+        ax.set_title(metric + (f" (labels: ratio to {', '.join(scen['references'])})"
+                               if scen.get("references") else ""))
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(title="series", fontsize=8)
+    for ax in list(axes.flat)[len(metrics):]:
+        ax.set_visible(False)
+    return [_save(fig, out, f"{name}.png", scen.get("title", name))]
