@@ -158,7 +158,7 @@ def test_args_env_and_exit_code(runtime, wb):
     assert p.returncode == 0, p.stderr
     assert sorted(p.stdout.splitlines()) == sorted(["PATH=/bin", "GREETING=hello world",
                                                     "EMPTY=", "HOME=/root"])
-    for code in (0, 3, 125):
+    for code in (0, 3, 125, 126, 200, 255):  # wasmtime alone loses codes >= 126
         p = runtime("run", "--bundle", wb(["/probe.wasm", "exit", str(code)]),
                     runtime.new_id())
         assert p.returncode == code, p.stderr
@@ -427,3 +427,16 @@ def test_native_containers_import_nothing_of_wasm(runtime, bundles):
     mods = imported(runtime, "run", "--bundle", bundles.make(["true"]), runtime.new_id())
     assert "yacr.container" in mods or "yacr.boot" in mods
     assert not {m for m in mods if m.startswith(("yacr.wasm", "yacr.handlers.wasm"))}
+
+
+def test_start_function_runs_after_start_under_the_allowlist(runtime, wb):
+    cid = runtime.new_id()
+    runtime("create", "--bundle", wb(["/start.wasm"]), cid, check=True)
+    time.sleep(0.2)  # created: the start function must not have run yet
+    assert runtime.state(cid)["status"] == "created"
+    p = runtime("start", cid)
+    assert p.returncode == 0, p.stderr
+    assert wait_for(lambda: runtime.state(cid)["status"] == "stopped", 5)
+    runtime("delete", cid, check=True)
+    p = runtime("run", "--bundle", wb(["/start.wasm"]), runtime.new_id())
+    assert (p.returncode, p.stdout) == (7, "start function ran\n"), p.stderr

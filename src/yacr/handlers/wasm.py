@@ -215,7 +215,7 @@ class Wasm(Handler):
             if want_filter:
                 from yacr.wasm.allowlist import program
 
-                self.filter = program(cache, log)
+                self.filter = program(cache, log, instantiate=not self.early)
         except capi.EngineError as e:
             self.error = f"annotations.{self.key}: {e}"
         except YacrError as e:

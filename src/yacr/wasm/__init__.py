@@ -41,6 +41,8 @@ def feature_annotations() -> dict[str, str]:
         "io.github.yacr.wasm.selectedBy": "run.oci.handler=wasm, module.wasm.image/variant="
                                           "compat|compat-smart",
         "io.github.yacr.wasm.seccompAllowlist": f"{allowlist.allowed_count()} syscalls "
-                                                "(off with io.github.yacr.wasm.seccomp=off)",
+                                                f"(+{len(allowlist.FOR_INSTANTIATION)} for "
+                                                "modules with a start function; off with "
+                                                "io.github.yacr.wasm.seccomp=off)",
         "io.github.yacr.wasm.cache": cache.cache_dir(),
     }

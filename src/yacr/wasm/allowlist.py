@@ -1,8 +1,9 @@
 """The seccomp allowlist of a wasm container: only what wasmtime's WASI layer calls.
 
-It is loaded after the module is compiled, linked and its WASI context built,
-right before instantiation and `_start`, so that only the syscalls of running
-guest code (and of the thread waiting for stop signals) need to be allowed.
+It is loaded after the module is compiled, linked, its WASI context built and
+(unless it has a start function) instantiated, right before `_start`, so that
+only the syscalls of running guest code (and of the thread waiting for stop
+signals) need to be allowed.
 The list was measured with strace over the sample modules (file I/O under the
 preopened root, directory listing, clocks, randomness, sleep, stdio on a pipe
 and a terminal, memory growth, traps, exit codes, signals). Anything else fails
@@ -51,6 +52,9 @@ REFUSED = ("set_robust_list", "prctl", "sched_getaffinity")
 # Threads only: clone3's flags are out of a filter's reach, so it answers ENOSYS (glibc then
 # uses clone), and clone is allowed only with CLONE_THREAD: no new process, no namespace.
 CLONE_THREAD = 0x10000
+# A module with a start function is instantiated under the filter (instantiating runs guest
+# code); making its memory image then needs one more call.
+FOR_INSTANTIATION = ("memfd_create",)
 
 
 def allowed_count() -> int:
@@ -58,13 +62,15 @@ def allowed_count() -> int:
     return len(SYSCALLS) + 1
 
 
-def build_filter(log: Log | None) -> Filter:
+def build_filter(log: Log | None, instantiate: bool = False) -> Filter:
     """The compiled (not yet loaded) allowlist; anything else kills the process (SIGSYS)."""
     from yacr.linux.seccomp import Filter
 
     return Filter({"defaultAction": "SCMP_ACT_KILL_PROCESS",
                    "flags": ["SECCOMP_FILTER_FLAG_TSYNC"],
-                   "syscalls": [{"names": list(SYSCALLS), "action": "SCMP_ACT_ALLOW"},
+                   "syscalls": [{"names": list(SYSCALLS) + (list(FOR_INSTANTIATION)
+                                                                 if instantiate else []),
+                                 "action": "SCMP_ACT_ALLOW"},
                                 {"names": ["clone"], "action": "SCMP_ACT_ALLOW",
                                  "args": [{"index": 0, "op": "SCMP_CMP_MASKED_EQ",
                                            "value": CLONE_THREAD,
@@ -86,8 +92,9 @@ _SET_MODE_FILTER = 1
 _FILTER_FLAG_TSYNC = 1
 
 
-def ident() -> str:
-    rules = repr((SYSCALLS, REFUSED, CLONE_THREAD, "kill_process", "tsync"))
+def ident(instantiate: bool = False) -> str:
+    rules = repr((SYSCALLS, REFUSED, CLONE_THREAD, "kill_process", "tsync",
+                  FOR_INSTANTIATION if instantiate else ()))
     return f"seccomp-bpf;{posix.uname().machine};" + _sha256.sha256(rules.encode()).hexdigest()
 
 
@@ -141,10 +148,10 @@ def export_bpf(f: Filter) -> bytes:
             posix.close(w)
 
 
-def program(cache: Cache | None, log: Log | None) -> Program:
+def program(cache: Cache | None, log: Log | None, instantiate: bool = False) -> Program:
     """The allowlist as a loadable program: from the cache when a verified copy is there,
     else compiled with libseccomp now (and stored)."""
-    key = ident()
+    key = ident(instantiate)
     usable = cache is not None and cache.usable() is None
     if usable:
         payload, bad = cache.read_entry(key, ".bpf")  # type: ignore[union-attr]
@@ -152,7 +159,7 @@ def program(cache: Cache | None, log: Log | None) -> Program:
             return Program(payload)
         if bad and log is not None:
             log.warn(f"wasm seccomp allowlist: cached program rejected ({bad}); rebuilt")
-    bpf = export_bpf(build_filter(log))
+    bpf = export_bpf(build_filter(log, instantiate))
     if usable:
         try:
             cache.write_entry(key, bpf, ".bpf")  # type: ignore[union-attr]

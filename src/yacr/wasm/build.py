@@ -17,7 +17,7 @@ import subprocess
 from yacr.errors import YacrError
 
 SOURCES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sources")
-SAMPLES = ("hello", "probe")
+SAMPLES = ("hello", "probe", "start")
 # Wasm features every engine of the last years supports (wasmtime enables them by default):
 # bulk memory turns memcpy/memmove/memset into single instructions the engine runs natively,
 # SIMD lets clang vectorize as gcc does with SSE2 on the native side. Only for code that
@@ -71,8 +71,30 @@ def _fresh(src: str, out: str) -> bool:
         return False
 
 
+def compile_wat(src: str, out: str) -> str:
+    """Hand-written WAT to a binary module, with the wat2wasm of the wasmtime package (the
+    wasm extra; a cold path, so importing it is fine)."""
+    if _fresh(src, out):
+        return out
+    try:
+        from wasmtime import wat2wasm
+    except ImportError:
+        raise YacrError("compiling WAT needs the wasmtime package (pip install "
+                        "'yacr[wasm]')") from None
+    with open(src) as f:
+        data = wat2wasm(f.read())
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out + ".tmp", "wb") as f:
+        f.write(data)
+    os.replace(out + ".tmp", out)
+    return out
+
+
 def sample(name: str, out_dir: str) -> str:
-    """Path of a built sample module (hello, probe) under out_dir."""
+    """Path of a built sample module (hello, probe: C; start: WAT) under out_dir."""
+    wat = os.path.join(SOURCES, "samples", f"{name}.wat")
+    if os.path.exists(wat):
+        return compile_wat(wat, os.path.join(out_dir, f"{name}.wasm"))
     return compile_wasm(os.path.join(SOURCES, "samples", f"{name}.c"),
                         os.path.join(out_dir, f"{name}.wasm"))
 

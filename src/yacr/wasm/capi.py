@@ -279,6 +279,13 @@ class Lib:
         self.pre_instantiate = f("wasmtime_instance_pre_instantiate", p)
         self.export_get = f("wasmtime_instance_export_get", b)
         self.func_call = f("wasmtime_func_call", p)
+        self.allow_shadowing = f("wasmtime_linker_allow_shadowing", none)
+        self.define_func = f("wasmtime_linker_define_func", p)
+        self.valtype_new = f("wasm_valtype_new", p)
+        self.valtype_vec_new = f("wasm_valtype_vec_new", none)
+        self.valtype_vec_empty = f("wasm_valtype_vec_new_empty", none)
+        self.functype_new = f("wasm_functype_new", p)
+        self.functype_delete = f("wasm_functype_delete", none)
 
     # errors ---------------------------------------------------------------------------
     def _vec_text(self, fill: Any, obj: int) -> str:
@@ -391,17 +398,59 @@ def has_start_section(wasm: bytes) -> bool:
     return False
 
 
+# wasmtime_func_callback_t: (env, caller, args, nargs, results, nresults) -> wasm_trap_t*
+_CALLBACK: Any = None
+
+
+def _callback_type() -> Any:
+    global _CALLBACK
+    if _CALLBACK is None:
+        p, u64 = S.c_void_p, S.c_uint64
+        _CALLBACK = type("wasmtime_callback", (_ctypes.CFuncPtr,), {
+            "_flags_": _ctypes.FUNCFLAG_CDECL, "_restype_": p,
+            "_argtypes_": (p, p, p, u64, p, u64)})
+    return _CALLBACK
+
+
+def _proc_exit(env: Any, caller: Any, args: Any, nargs: int, results: Any,
+               nresults: int) -> None:
+    # wasmtime_val_t: kind (u8), then the value at offset 8
+    code = _struct.unpack("I", _read(args + 8, 4))[0] if args and nargs else 1
+    posix._exit(code & 0xFF)
+
+
+def _define_proc_exit(L: Lib, linker: int) -> Any:
+    """WASI's proc_exit, replaced so that every code reaches the container's exit status:
+    wasmtime's own turns codes >= 126 into an error without the code. The module flushed
+    its own buffers before calling it, so exiting at once loses nothing."""
+    L.allow_shadowing(_ptr(linker), _bool(True))
+    params, results = _buf(16), _buf(16)
+    vt = _chars(8).from_buffer_copy(_struct.pack("P", L.valtype_new(_u8(0))))  # i32
+    L.valtype_vec_new(params, S.c_uint64(1), vt)
+    L.valtype_vec_empty(results)
+    ft = L.functype_new(params, results)  # takes ownership of both vectors
+    cb = _callback_type()(_proc_exit)
+    try:
+        L.check(L.define_func(_ptr(linker), b"wasi_snapshot_preview1", S.c_uint64(22),
+                              b"proc_exit", S.c_uint64(9), _ptr(ft), cb, None, None),
+                "proc_exit")
+    finally:
+        L.functype_delete(_ptr(ft))
+    return cb
+
+
 class Linked:
     """The module linked against WASI (wasmtime's InstancePre): engine-level, so it is made
     in the runtime before the fork, in parallel with the rest of `create`."""
 
-    __slots__ = ("module", "linker", "pre")
+    __slots__ = ("module", "linker", "pre", "_exit_cb")
 
     def __init__(self, module: Module) -> None:
         L = module.engine.lib
         self.module = module
         self.linker = L.linker_new(_ptr(module.engine.ptr))
         L.check(L.define_wasi(_ptr(self.linker)), "WASI")
+        self._exit_cb = _define_proc_exit(L, self.linker)
         out = _buf(8)
         L.check(L.instantiate_pre(_ptr(self.linker), _ptr(module.ptr), out),
                 "the module's imports")
