@@ -192,8 +192,17 @@ def create(ctx: Context, cid: str, bundle: str, opts: CreateOptions,
             chan.recv(protocol.CREATE_HOOKS)
             # The environment exists (lifecycle step 2 is over): the spec calls that created.
             hs = _hook_state(st, "created")
-            run_hooks("prestart", spec.hooks.get("prestart", []), hs)
-            run_hooks("createRuntime", spec.hooks.get("createRuntime", []), hs)
+
+            def record(hook: int) -> None:
+                # Were we killed now, the hook would die with us, but not what it started:
+                # delete --force ends its process group.
+                info = proc_stat(hook)
+                st.extra["hookGroup"] = [hook, info[1] if info else 0]
+                st.save()
+
+            run_hooks("prestart", spec.hooks.get("prestart", []), hs, record)
+            run_hooks("createRuntime", spec.hooks.get("createRuntime", []), hs, record)
+            st.extra.pop("hookGroup", None)
             chan.send(protocol.HOOKS_DONE)
         while True:
             msg, fds = chan.recv(protocol.READY, protocol.PTY_MASTER, protocol.SECCOMP_FD)
@@ -280,9 +289,12 @@ def _fork_into_namespaces(plan: Any, offsets: dict[str, tuple[int, int]], cfg: A
                         _write_time_offsets(offsets)
         pid = posix.fork()
         if pid == 0:
-            # The state lock is the runtime's: init must not keep it alive after create.
+            # The state lock is the runtime's: init must not keep it alive after create,
+            # nor hold the runtime's own namespaces in the container.
             posix.close(lock_fd)
             chan.close()
+            for fd, _flag in restore:
+                posix.close(fd)
             init.run(cfg)
     finally:
         for fd, flag in restore:
@@ -409,7 +421,9 @@ def _wait_for_exec(st: State, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if posix.readlink(f"/proc/{st.pid}/exe") != me:
+            # the new executable is in place before its arguments are (mid-execve)
+            if posix.readlink(f"/proc/{st.pid}/exe") != me and \
+                    fs.read_file(f"/proc/{st.pid}/cmdline", 1):
                 return
         except OSError:
             return  # gone, or a zombie
@@ -535,6 +549,7 @@ def destroy(ctx: Context, st: State, run_poststop: bool = True, reaped: bool = F
     `reaped`: the caller already waited for init (run in the foreground), so there is no
     process to signal first; any straggler is still killed when its cgroup will not go.
     """
+    _end_hook_group(st)
     if not reaped:
         fd = _pidfd_for(st)
         if fd is not None:
@@ -561,6 +576,22 @@ def destroy(ctx: Context, st: State, run_poststop: bool = True, reaped: bool = F
 
         run_hook_dicts("poststop", st.hooks["poststop"], _hook_state(st, "stopped", 0),
                        warn=ctx.log.warn)
+
+
+def _end_hook_group(st: State) -> None:
+    """What a hook of a killed create left running (its process group), unless the pid
+    names another process by now."""
+    group = st.extra.get("hookGroup")
+    if not group:
+        return
+    pid, start = group
+    info = proc_stat(pid)
+    if info is not None and info[1] != start:
+        return
+    try:
+        posix.killpg(pid, 9)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def state_of(ctx: Context, cid: str) -> dict[str, Any]:

@@ -159,6 +159,8 @@ def exec_process(ctx: Context, st: State, proc: Process, *, console_socket: str 
             pid = posix.fork()
             if pid == 0:
                 chan.close()
+                for fd, _flag in restore:  # the runtime's own namespaces stay out
+                    posix.close(fd)
                 try:
                     _child(st, proc, nsfds, csock, child_chan, handler, preserve_fds, ctx,
                            finish_process, filt)
@@ -217,6 +219,7 @@ def _child(st: State, proc: Process, nsfds: dict[str, int], csock: Any,
     from yacr.linux import console
 
     S.prctl(S.PR_SET_PDEATHSIG, 9)
+    S.close_inherited(3 + preserve_fds)
     S.prctl(S.PR_SET_DUMPABLE, 0)  # as init: not reachable through /proc until execve
     join_self(st.cgroups)
     for kind in _JOIN:

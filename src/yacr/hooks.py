@@ -1,18 +1,22 @@
 """OCI hooks: run each with the container state on stdin, honouring its timeout.
 
-Hooks are spawned with posix_spawn (no subprocess import on the hot path).
-A hook's stdout and stderr are captured so that a failing hook's own words
-reach the user in the one-line error.
+Hooks are forked and exec'd here (no subprocess import on the hot path). Each
+dies with the process that runs it (parent-death signal) and leads its own
+process group, so a runtime killed in the middle of a hook leaves delete
+--force what to end. A hook's stdout and stderr are captured so that a failing
+hook's own words reach the user in the one-line error.
 """
 
 from __future__ import annotations
 
+import _signal
 import posix
 import select
 import time
 
 from yacr import jsonio
 from yacr.errors import YacrError
+from yacr.linux import sys as S
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -28,13 +32,16 @@ class HookError(YacrError):
     pass
 
 
-def run_hooks(kind: str, hooks: list[Hook], state: dict[str, Any]) -> None:
-    """Run the hooks of one kind in order; the first failure raises HookError."""
+def run_hooks(kind: str, hooks: list[Hook], state: dict[str, Any],
+              on_spawn: Callable[[int], None] | None = None) -> None:
+    """Run the hooks of one kind in order; the first failure raises HookError.
+
+    on_spawn(pid) is called as each hook starts (its pid is also its process group)."""
     if not hooks:
         return
     payload = jsonio.dumps(state).encode()
     for i, h in enumerate(hooks):
-        run_hook(kind, i, h.path, h.args, h.env, h.timeout, payload)
+        run_hook(kind, i, h.path, h.args, h.env, h.timeout, payload, on_spawn)
 
 
 def run_hook_dicts(kind: str, hooks: list[dict[str, Any]], state: dict[str, Any],
@@ -58,18 +65,16 @@ def run_hook_dicts(kind: str, hooks: list[dict[str, Any]], state: dict[str, Any]
 
 
 def run_hook(kind: str, index: int, path: str, args: list[str], env: list[str],
-             timeout: int | None, payload: bytes) -> None:
+             timeout: int | None, payload: bytes,
+             on_spawn: Callable[[int], None] | None = None) -> None:
     in_r, in_w = posix.pipe2(posix.O_CLOEXEC)
     out_r, out_w = posix.pipe2(posix.O_CLOEXEC)
     envmap = {}
     for e in env:
         k, _, v = e.partition("=")
         envmap[k] = v
-    actions = [(posix.POSIX_SPAWN_DUP2, in_r, 0), (posix.POSIX_SPAWN_DUP2, out_w, 1),
-               (posix.POSIX_SPAWN_DUP2, out_w, 2)]
     try:
-        pid = posix.posix_spawn(path, args or [path], envmap, file_actions=actions,
-                             setsigdef=(1, 2, 3, 13, 15))
+        pid = _spawn(path, args or [path], envmap, in_r, out_w, on_spawn)
     except OSError as e:
         for fd in (in_r, in_w, out_r, out_w):
             posix.close(fd)
@@ -85,6 +90,53 @@ def run_hook(kind: str, index: int, path: str, args: list[str], env: list[str],
         detail = text.decode("utf-8", "replace").strip().replace("\n", " ")
         raise HookError(f"{kind} hook #{index} ({path}) failed: {why}"
                         + (f": {detail}" if detail else ""))
+
+
+def _spawn(path: str, args: list[str], env: dict[str, str], stdin: int, out: int,
+           on_spawn: Callable[[int], None] | None) -> int:
+    """fork + execve of a hook that dies with us and leads its own process group; an exec
+    failure comes back as OSError, as from posix_spawn. The hook execs only once on_spawn
+    has returned (the runtime recorded it), so nothing it starts can go unrecorded."""
+    err_r, err_w = posix.pipe2(posix.O_CLOEXEC)
+    go_r, go_w = posix.pipe2(posix.O_CLOEXEC)
+    parent = posix.getpid()
+    pid = posix.fork()
+    if pid == 0:
+        try:
+            S.prctl(S.PR_SET_PDEATHSIG, 9)
+            if posix.getppid() != parent:
+                posix._exit(127)  # we already lost our parent: too late for the signal
+            posix.setpgid(0, 0)
+            posix.close(go_w)
+            if not posix.read(go_r, 1):
+                posix._exit(127)  # the runtime died before it recorded us
+            posix.dup2(stdin, 0)
+            posix.dup2(out, 1)
+            posix.dup2(out, 2)
+            for sig in (1, 2, 3, 13, 15):
+                _signal.signal(sig, _signal.SIG_DFL)
+            posix.execve(path, args, env)
+        except OSError as e:
+            posix.write(err_w, str(e.errno).encode())
+        finally:
+            posix._exit(127)
+    posix.close(err_w)
+    posix.close(go_r)
+    try:
+        try:
+            if on_spawn is not None:
+                on_spawn(pid)
+            posix.write(go_w, b"g")
+        finally:
+            posix.close(go_w)
+        data = posix.read(err_r, 16)  # EOF: execve succeeded (err_w was close-on-exec)
+    finally:
+        posix.close(err_r)
+    if data:
+        posix.waitpid(pid, 0)
+        code = int(data)
+        raise OSError(code, posix.strerror(code), path)
+    return pid
 
 
 def _feed_and_wait(pid: int, in_w: int, out_r: int, payload: bytes,
@@ -109,7 +161,7 @@ def _feed_and_wait(pid: int, in_w: int, out_r: int, payload: bytes,
             if deadline is not None:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    posix.kill(pid, 9)
+                    posix.killpg(pid, 9)  # with what it started
                     posix.waitpid(pid, 0)
                     return None
                 wait_ms = int(left * 1000) + 1

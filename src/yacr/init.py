@@ -13,7 +13,7 @@ from __future__ import annotations
 import _signal
 import posix
 
-from yacr import fs, protocol
+from yacr import protocol
 from yacr.cgroups import join_self
 from yacr.errors import YacrError
 from yacr.linux import capabilities, process, rootfs
@@ -138,6 +138,7 @@ def _setup(cfg: InitConfig) -> None:
     if spec.hooks:
         from yacr.hooks import run_hooks
     S.prctl(S.PR_SET_PDEATHSIG, 9)
+    S.close_inherited(3 + cfg.opts.preserve_fds)
     userns = "user" in cfg.plan.types
     if not userns:
         # Until execve, this process is the runtime's interpreter: keep other processes (of
@@ -379,6 +380,12 @@ def finish_process(proc: Process, handler: Handler, log: Log,
         posix.chdir(proc.cwd)
     except OSError as e:
         raise YacrError(f"process.cwd: cannot enter {proc.cwd}: {e.strerror}") from None
+    try:
+        # glibc's getcwd fails (ENOENT) when the directory is outside the root, as a cwd of
+        # /proc/self/fd/N on a host directory would be (CVE-2024-21626).
+        posix.getcwd()
+    except OSError:
+        raise YacrError(f"process.cwd: {proc.cwd} is outside the container's root") from None
     path = handler.resolve(proc.args[0], env, proc.cwd)
     process.set_rlimits(proc)
 
@@ -402,7 +409,7 @@ def _apply_sysctls(sysctl: dict[str, str], ns_types: set[str]) -> None:
                             "this container")
         path = "/proc/sys/" + key.replace(".", "/")
         try:
-            fs.write_file(path, value)
+            process.write_procfs(path, value)
         except OSError as e:
             raise YacrError(f"linux.sysctl: cannot set {key}={value}: {e.strerror}") from None
 

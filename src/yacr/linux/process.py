@@ -127,9 +127,25 @@ class UserInfo:
                 from None
 
 
+PROC_SUPER_MAGIC = 0x9FA0
+
+
+def write_procfs(path: str, data: str) -> None:
+    """One write to a procfs file, through a handle checked (fstatfs) to be on procfs: a
+    mount over /proc or a masked file would otherwise swallow what the runtime sets there,
+    silently (CVE-2019-16884). Raises OSError."""
+    fd = posix.open(path, posix.O_WRONLY | posix.O_CLOEXEC)
+    try:
+        if S.fstatfs_type(fd) != PROC_SUPER_MAGIC:
+            raise OSError(18, f"{path} is not on procfs")  # EXDEV, with our own words
+        posix.write(fd, data.encode())
+    finally:
+        posix.close(fd)
+
+
 def set_oom_score_adj(value: int) -> None:
     try:
-        fs.write_file("/proc/self/oom_score_adj", str(value))
+        write_procfs("/proc/self/oom_score_adj", str(value))
     except OSError as e:
         raise YacrError(f"process.oomScoreAdj: cannot set {value}: {e.strerror}") from None
 
@@ -169,7 +185,7 @@ def _write_attr(name: str, value: str, field: str, fallback: str | None) -> None
     if fallback and not fs.exists(path):
         path = f"/proc/thread-self/attr/{fallback}"
     try:
-        fs.write_file(path, value)
+        write_procfs(path, value)
     except OSError as e:
         raise YacrError(f"{field}: cannot apply {value!r}: {e.strerror}") from None
 

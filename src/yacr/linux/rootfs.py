@@ -140,6 +140,8 @@ class Rootfs:
             except OSError as e:
                 raise YacrError(f"mounts[{i}] ({m.type or 'bind'} on {m.destination}): "
                                 f"{e.strerror}") from e
+        if _host_cgroups_exposed(spec.mounts):
+            self._readonly_cgroups()
         if not any(m.destination == "/dev" and MountOptions(m.options).is_bind
                    for m in spec.mounts):
             self.create_devices(spec.linux.devices,
@@ -157,7 +159,7 @@ class Rootfs:
         if kind == "cgroup":
             self._cgroup(dest, opts, layout, cgroup_paths, cgroupns)
             return
-        fd = self.ensure(dest, True)
+        fd = self._mountpoint(dest, True, kind)
         under = -1
         try:
             _check_not_symlinked_proc(fd, kind, dest)
@@ -187,7 +189,7 @@ class Rootfs:
         except OSError as e:
             raise YacrError(f"bind mount source {src} for {dest}: {e.strerror}") from None
         _check_proc_destination("bind", dest)
-        fd = self.ensure(dest, stat.S_ISDIR(st.st_mode))
+        fd = self._mountpoint(dest, stat.S_ISDIR(st.st_mode), "bind")
         try:
             S.mount(src, fdpath(fd), None, S.MS_BIND | (opts.flags & S.MS_REC))
         finally:
@@ -221,6 +223,65 @@ class Rootfs:
             self._remount_bind(dest, extra)
         self._after(dest, opts)
 
+    def _mountpoint(self, dest: str, directory: bool, kind: str) -> int:
+        """ensure() for a mount destination, with the checks that need the rootfs: proc and
+        sysfs, and whatever goes on /proc or /sys, never through a symlink of the image;
+        nothing but proc on the /proc that dest really resolves to (CVE-2019-16884 and its
+        symlinked return, CVE-2023-27561)."""
+        if kind in ("proc", "sysfs") or dest in ("/proc", "/sys"):
+            self._refuse_symlinks(dest, kind)
+        fd = self.ensure(dest, directory)
+        try:
+            _check_proc_destination(kind, self._in_root(fd))
+        except BaseException:
+            posix.close(fd)
+            raise
+        return fd
+
+    def _refuse_symlinks(self, dest: str, kind: str) -> None:
+        cur = posix.dup(self.fd)
+        try:
+            for comp in [c for c in dest.split("/") if c]:
+                try:
+                    nxt = posix.open(comp, posix.O_PATH | posix.O_NOFOLLOW | posix.O_CLOEXEC,
+                                     dir_fd=cur)
+                except FileNotFoundError:
+                    return  # ensure() makes the rest, as directories
+                posix.close(cur)
+                cur = nxt
+                if stat.S_ISLNK(posix.fstat(cur).st_mode):
+                    raise YacrError(f"{dest}: is a symlink in the rootfs; refusing to mount "
+                                    f"{kind or 'a filesystem'} through it")
+        finally:
+            posix.close(cur)
+
+    def _in_root(self, fd: int) -> str:
+        """The path fd is open on, as seen from the rootfs (from the kernel's names of both)."""
+        root = posix.readlink(fdpath(self.fd)).rstrip("/")
+        path = posix.readlink(fdpath(fd))
+        if path == root:
+            return "/"
+        return path[len(root):] if path.startswith(root + "/") else path
+
+    def _readonly_cgroups(self) -> None:
+        """A bind of the host's /sys brings its cgroup mounts along, and "ro" only covers the
+        top mount: make every mount at /sys/fs/cgroup read-only, recursively, so that the
+        container cannot write the host's cgroups (CVE-2023-25809)."""
+        try:
+            cg = self.open_in("/sys/fs/cgroup")
+        except OSError:
+            return
+        try:
+            up = self.open_in("/sys/fs")
+            try:
+                if posix.fstat(cg).st_dev == posix.fstat(up).st_dev:
+                    return  # not a mount of its own: no cgroup mount came along
+            finally:
+                posix.close(up)
+            S.mount_setattr(cg, "", S.AT_EMPTY_PATH | S.AT_RECURSIVE, S.MOUNT_ATTR_RDONLY, 0)
+        finally:
+            posix.close(cg)
+
     def _remount_bind(self, dest: str, flags: int) -> None:
         """Flags on a bind mount need a remount of the new mount, reached by a fresh fd
         (an fd opened before the mount still names the directory underneath)."""
@@ -252,7 +313,7 @@ class Rootfs:
         if layout is None or not layout.hierarchies:
             return
         if layout.mode == "v2":
-            fd = self.ensure(dest, True)
+            fd = self._mountpoint(dest, True, "cgroup")
             try:
                 if cgroupns:
                     S.mount("cgroup2", fdpath(fd), "cgroup2", base | ro)
@@ -262,7 +323,7 @@ class Rootfs:
             finally:
                 posix.close(fd)
             return
-        fd = self.ensure(dest, True)
+        fd = self._mountpoint(dest, True, "cgroup")
         try:
             S.mount("tmpfs", fdpath(fd), "tmpfs", base, "mode=755")
         finally:
@@ -521,6 +582,16 @@ def _mountpoint_of(path: str) -> str:
             if (path == mp or path.startswith(mp.rstrip("/") + "/")) and len(mp) > len(best):
                 best = mp
     return best
+
+
+def _host_cgroups_exposed(mounts: list[Mount]) -> bool:
+    """Does a bind mount leave the host's /sys/fs/cgroup in the container (the last mount on
+    /sys, /sys/fs or /sys/fs/cgroup is a bind; a sysfs or cgroup mount there covers it)?"""
+    exposed = False
+    for m in mounts:
+        if fs.normpath(m.destination) in ("/sys", "/sys/fs", "/sys/fs/cgroup"):
+            exposed = m.type == "bind" or MountOptions(m.options).is_bind
+    return exposed
 
 
 def _check_proc_destination(kind: str, dest: str) -> None:

@@ -263,6 +263,30 @@ def close_range_cloexec(first: int) -> None:
     _check(_syscall(NR_CLOSE_RANGE, first, 0xFFFFFFFF, CLOSE_RANGE_CLOEXEC), "close_range")
 
 
+NR_FSTATFS = {"x86_64": 138, "aarch64": 44}.get(_MACHINE, 138)
+
+
+def fstatfs_type(fd: int) -> int:
+    """The filesystem's magic number (f_type) of an open file."""
+    buf = _buffer(120)  # struct statfs; f_type is its first field, a long
+    _check(_syscall(NR_FSTATFS, fd, buf), "fstatfs")
+    return struct.unpack_from("q", bytes(buf))[0]
+
+
+def close_inherited(first: int) -> None:
+    """Close every fd >= first that is not close-on-exec: what yacr's caller left open (yacr
+    opens its own fds close-on-exec), which a process entering the container must not hold
+    (CVE-2024-21626: a leaked directory fd as cwd, or through /proc/<pid>/fd)."""
+    for name in posix.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd >= first:
+            try:
+                if posix.get_inheritable(fd):
+                    posix.close(fd)
+            except OSError:
+                pass  # the listing's own fd, closed by now
+
+
 OPEN_TREE_CLONE = 1
 MOVE_MOUNT_F_EMPTY_PATH = 0x4
 MOVE_MOUNT_T_EMPTY_PATH = 0x40
