@@ -3,10 +3,10 @@
 `import wasmtime` costs ~75 ms here (typing, 762 ctypes prototypes, pathlib,
 platform), more than a whole crun container start. The engine itself lives in
 the shared library that the PyPI package bundles (`_libwasmtime.so`); loading
-it costs 1-2 ms, and binding only the entry points below through
-`yacr.linux.sys.Library` costs well under a millisecond. So yacr uses the
-PyPI package only as the carrier of that library (the `wasm` extra) and never
-imports its Python code on the container path.
+it costs ~1 ms (dlopen is called as a foreign function, so it runs without the
+GIL, in a thread), and binding only the ~40 entry points below costs ~0.1 ms.
+So yacr uses the PyPI package only as the carrier of that library (the `wasm`
+extra) and never imports its Python code on the container path.
 
 Every call goes through `_ctypes` with no argtypes: integers that are not C
 ints are wrapped explicitly (pointers as c_void_p, sizes as uint64), because
@@ -185,9 +185,6 @@ class Settings:
 
 
 # --- the binding -------------------------------------------------------------------------
-
-_P = "P"  # restype code of a pointer
-
 
 class _Handle:
     """A dlopen handle in the shape CFuncPtr((name, library)) expects."""
