@@ -330,6 +330,18 @@ def _wasm(ctx: Context, o: dict[str, Any], args: list[str]) -> int:
     return wasm_main(args, ctx.log)
 
 
+def _seccomp(ctx: Context, o: dict[str, Any], args: list[str]) -> int:
+    from yacr.seccomp_cli import seccomp_main
+
+    return seccomp_main(ctx, args)
+
+
+def _profile(ctx: Context, o: dict[str, Any], args: list[str]) -> int:
+    from yacr.seccomp_cli import profile_main
+
+    return profile_main(ctx, args)
+
+
 def _unsupported(ctx: Context, o: dict[str, Any], args: list[str]) -> int:
     raise YacrError("checkpoint/restore is not supported by yacr (CRIU does not work here)")
 
@@ -374,6 +386,12 @@ COMMANDS: dict[str, Command] = {c.name: c for c in [
             _bench, 0, None),
     Command("wasm", "wasm tools: compile modules into the AOT cache",
             "wasm compile [--rlimit-as] [--force] FILE...", [], _wasm, 0, None),
+    Command("seccomp", "measure seccomp profiles: allowed syscalls, read back from a container",
+            "seccomp surface [--profile [LABEL=]FILE] [--pid PID] [--json]", [], _seccomp, 0,
+            None),
+    Command("profile", "run a container once and write the minimal seccomp profile for it",
+            "profile [--bundle DIR] [--output FILE] [--timeout SECONDS] ID", [], _profile, 0,
+            None),
     Command("checkpoint", "not supported", "checkpoint ID",
             [Flag("image-path", "str", ""), Flag("work-path", "str", ""),
              Flag("leave-running", "bool")], _unsupported, 0, None),
@@ -468,8 +486,8 @@ def _main(argv: list[str], log: Log) -> int:
     cmd = COMMANDS.get(name)
     if cmd is None:
         raise UsageError(f"unknown command {name!r}; see yacr --help")
-    if name in ("bench", "wasm"):
-        # bench and wasm have their own argparse-based parsers (cold paths: argparse is fine)
+    if name in ("bench", "wasm", "seccomp", "profile"):
+        # these have their own argparse-based parsers (cold paths: argparse is fine)
         from yacr.container import Context
 
         return cmd.run(Context(fs.abspath(g["root"]), log), {}, args)
