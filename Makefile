@@ -5,7 +5,7 @@ BUILD := build
 YACR := $(VENV)/bin/yacr
 STAMP := $(VENV)/.installed
 
-.PHONY: all setup deps demo test lint bench clean
+.PHONY: all setup deps demo test lint bench fuzz clean
 
 all: setup
 
@@ -29,6 +29,22 @@ demo: setup
 test: setup
 	$(VENV)/bin/ruff check src tests
 	$(VENV)/bin/python3 -m pytest -q tests
+
+# Long fuzzing: hypothesis drives the CLI for FUZZ_SECONDS (new random inputs; failures are
+# kept in build/hypothesis and replayed first next time), then atheris fuzzes config
+# validation in-process for ATHERIS_SECONDS when it installs. Both print how many inputs
+# they tried; build/fuzz-report.json keeps the hypothesis counts.
+FUZZ_SECONDS ?= 1200
+ATHERIS_SECONDS ?= 300
+fuzz: setup
+	@$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[test,fuzz]' \
+		|| echo "atheris did not install: hypothesis only"
+	YACR_FUZZ_SECONDS=$(FUZZ_SECONDS) $(VENV)/bin/python3 -m pytest -q -s tests/test_fuzz.py
+	@if $(VENV)/bin/python3 -c 'import atheris' 2>/dev/null; then \
+		cd $(BUILD) && ../$(VENV)/bin/python3 ../tests/fuzz_atheris.py \
+			-max_total_time=$(ATHERIS_SECONDS) -rss_limit_mb=4096 >atheris.log 2>&1; \
+		rc=$$?; grep -E '^Done|ERROR|Error|Traceback' atheris.log; \
+		echo "atheris: full log in $(BUILD)/atheris.log"; exit $$rc; fi
 
 lint: setup
 	$(VENV)/bin/ruff check src tests

@@ -477,8 +477,9 @@ def _main(argv: list[str], log: Log) -> int:
         sys.stdout.write(f"yacr version {__version__}\nspec: {OCI_VERSION}\n")
         return 0
     if not rest:
+        # as runc: the help, and success (a failure would owe stderr its one-line reason)
         sys.stdout.write(_help())
-        return 0 if g["help"] else 1
+        return 0
     name, args = rest[0], rest[1:]
     if name == "help":
         sys.stdout.write(_help(COMMANDS.get(args[0]) if args else None))

@@ -24,6 +24,9 @@ STATE_FILE = "state.json"
 CONFIG_COPY = "config.json"
 EXEC_FIFO = "exec.fifo"
 MAX_ID_BYTES = 1024
+# state.json holds the config's annotations and hooks: it may be as large as config.json
+# (8 MiB); read whole, or a container would look broken and delete --force would leak it
+MAX_STATE_BYTES = 64 * 1024 * 1024
 _ID_FIRST = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
 _ID_REST = _ID_FIRST | frozenset("_.+-")
 
@@ -209,7 +212,7 @@ class Store:
                 posix.close(dirfd)
                 raise NotFoundError(cid)
         try:
-            raw = fs.read_file(fs.join(path, STATE_FILE))
+            raw = fs.read_file(fs.join(path, STATE_FILE), MAX_STATE_BYTES)
         except FileNotFoundError:
             if not fs.isdir(path):
                 if dirfd >= 0:
