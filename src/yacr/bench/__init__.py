@@ -99,7 +99,12 @@ def main(argv: list[str]) -> int:
     os.makedirs(out, exist_ok=True)
     runs = 5 if a.quick and a.runs == 30 else a.runs
     wanted = [d for d in order if not a.scenario or d.name in a.scenario]
-    return _measure(a, out, runs, wanted, argv)
+    try:
+        return _measure(a, out, runs, wanted, argv)
+    except KeyboardInterrupt:
+        # the trackers and the final sweep have deleted every container by now
+        print(f"interrupted; containers deleted, partial results in {out}", file=sys.stderr)
+        return 130
 
 
 def _measure(a: argparse.Namespace, out: str, runs: int, wanted: list[Any],

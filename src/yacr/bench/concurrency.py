@@ -36,6 +36,7 @@ def batch(ctx: Context, rt: Runtime, bundle: str, n: int) -> dict[str, Any]:
     os.makedirs(pids, exist_ok=True)
     cids = [ctx.cid(rt, f"n{n}x") for _ in range(n)]
     errors: list[str] = []
+    failed: list[str] = []
     gate = threading.Barrier(n + 1)
     lock = threading.Lock()
 
@@ -52,6 +53,7 @@ def batch(ctx: Context, rt: Runtime, bundle: str, n: int) -> dict[str, Any]:
         except (measure.BenchError, OSError, ValueError) as e:
             with lock:
                 errors.append(f"{cid}: {e}")
+                failed.append(cid)
         finally:
             try:
                 os.unlink(pidfile)
@@ -66,9 +68,12 @@ def batch(ctx: Context, rt: Runtime, bundle: str, n: int) -> dict[str, Any]:
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
-    # earlier batches left nothing (or were cleaned), so whatever is there is this batch's
+    # A failed sequence stopped half-way (its delete never ran): force-delete those first,
+    # so that what the check finds is what a completed delete left behind. Earlier
+    # batches left nothing (or were cleaned), so whatever is there is this batch's.
+    measure.force_delete(ctx.env, [(rt, c) for c in failed])
     leaked = {k: v for k, v in measure.leaks(ctx, rt).items() if v}
-    if leaked or errors:
+    if leaked:
         measure.force_delete(ctx.env, [(rt, c) for c in cids])
     return {"wall_s": wall, "errors": errors, "leaks": leaked}
 

@@ -73,6 +73,10 @@ def ramp(ctx: Context, rt: Runtime, bundle: str, points: tuple[int, ...]) -> dic
             tracker.cleanup()
         out["teardown_s"] = time.perf_counter() - t0
     out["leaks"] = {k: v for k, v in measure.leaks(ctx, rt).items() if v}
+    # How far "used" is from where it started once everything is gone: the noise (other
+    # work on the machine, kernel caches) in the system-wide figures above.
+    time.sleep(1)
+    out["used_after_teardown_mib"] = (measure.used_kib() - before) / 1024
     return out
 
 
@@ -114,6 +118,9 @@ def run(ctx: Context) -> Result:
         for p in r["points"]:
             res.add("system memory used by N sleeping containers", name, "MiB",
                     [p["used_mib"]], p["n"], note="kernel included; noisy")
+    drift = ", ".join(f"{name} {r['used_after_teardown_mib']:+.0f} MiB"
+                      for name, r in ramps.items())
+    res.notes.append(f"system memory used, after each ramp was deleted (noise): {drift}")
     for name, r in ramps.items():
         if r["stopped"]:
             res.notes.append(f"{name}: {r['stopped']}")

@@ -202,24 +202,36 @@ def density(scen: dict[str, Any], out: str) -> list[str]:
     paths.append(_save(fig, out, "density-boot.png",
                        "Density: boot time of N sequential `run --detach`"))
 
-    fig, ax = plt.subplots(figsize=(9, 5.5))
-    for name, r in ramps.items():
-        ns = [p["n"] for p in r["points"]]
-        last = r["points"][-1] if r["points"] else {"pss_mib": 0, "used_mib": 0, "n": 0}
-        ax.plot(ns, [p["pss_mib"] for p in r["points"]], marker="o", color=color(name),
-                label=f"{name}: PSS of its containers' processes "
-                      f"({last['pss_mib']:,.0f} MiB at {last['n']})")
-        ax.plot(ns, [p["used_mib"] for p in r["points"]], marker="x", linestyle="--",
-                color=color(name), alpha=0.7,
-                label=f"{name}: system memory used, kernel included "
-                      f"({last['used_mib']:,.0f} MiB at {last['n']})")
-    ax.set_xlabel("sleeping containers running at once (N)")
-    ax.set_ylabel("memory (MiB)")
-    ax.set_xticks(_ticks(scen))
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_xlim(left=0)
-    ax.axhline(0, color="#999999", linewidth=0.8)
+    peaks = sorted(((max([max(p["pss_mib"], p["used_mib"]) for p in r["points"]] or [0]),
+                    name) for name, r in ramps.items()), reverse=True)
+    # one runtime far above the others (Wasm engines) would flatten them: add a zoom
+    zoom = len(peaks) > 1 and peaks[0][0] > 4 * max(peaks[1][0], 1)
+    fig, axes = plt.subplots(1, 2 if zoom else 1, figsize=(15 if zoom else 9, 5.8),
+                             squeeze=False)
+    for k, ax in enumerate(axes[0]):
+        for name, r in ramps.items():
+            ns = [p["n"] for p in r["points"]]
+            last = r["points"][-1] if r["points"] else {"pss_mib": 0, "used_mib": 0, "n": 0}
+            ax.plot(ns, [p["used_mib"] for p in r["points"]], marker="o", color=color(name),
+                    label=f"{name}: system memory used, kernel included "
+                          f"({last['used_mib']:,.0f} MiB at {last['n']})")
+            ax.plot(ns, [p["pss_mib"] for p in r["points"]], marker="x", linestyle="--",
+                    color=color(name), alpha=0.8,
+                    label=f"{name}: PSS of its containers' processes "
+                          f"({last['pss_mib']:,.0f} MiB at {last['n']})")
+        ax.set_xlabel("sleeping containers running at once (N)")
+        ax.set_ylabel("memory (MiB)")
+        ax.set_xticks(_ticks(scen))
+        ax.grid(alpha=0.3)
+        ax.set_xlim(left=0)
+        ax.axhline(0, color="#999999", linewidth=0.8)
+        if k == 0:
+            ax.legend(fontsize=7.5, loc="upper left")
+            ax.set_title("all runtimes")
+        else:
+            top = peaks[1][0]
+            ax.set_ylim(min(0, ax.get_ylim()[0]), top * 1.25)
+            ax.set_title(f"zoom on the others ({peaks[0][1]} is off the scale)")
     paths.append(_save(fig, out, "density-memory.png",
                        "Density: memory of N sleeping busybox containers"))
     return paths
@@ -351,4 +363,7 @@ def bars(scen: dict[str, Any], out: str, name: str) -> list[str]:
         ax.legend(title="series", fontsize=8)
     for ax in list(axes.flat)[len(metrics):]:
         ax.set_visible(False)
+    if scen.get("notes"):
+        # a plugin's summary line (the shootout's geomean) belongs on its figure
+        fig.text(0.5, 0.9, scen["notes"][0], ha="center", fontsize=9, color="#333333")
     return [_save(fig, out, f"{name}.png", scen.get("title", name))]

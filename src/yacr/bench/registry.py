@@ -74,6 +74,8 @@ class Measurement:
     versus: str = ""
     """The metric whose reference series the ratios use, when not this one (a Wasm hello
     against runc's busybox `true`)."""
+    ratios: bool = True
+    """False where a ratio would mislead: figures near zero (a wait of 0.02 ms)."""
 
     def stats(self) -> dict[str, float]:
         s = sorted(self.samples)
@@ -102,8 +104,10 @@ class Result:
     raw: dict[str, Any] = field(default_factory=dict)
 
     def add(self, metric: str, series: str, unit: str, samples: list[float],
-            param: int | str | None = None, note: str = "", versus: str = "") -> Measurement:
-        m = Measurement(metric, series, unit, [float(x) for x in samples], param, note, versus)
+            param: int | str | None = None, note: str = "", versus: str = "",
+            ratios: bool = True) -> Measurement:
+        m = Measurement(metric, series, unit, [float(x) for x in samples], param, note, versus,
+                        ratios)
         self.measurements.append(m)
         return m
 

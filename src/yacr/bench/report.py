@@ -30,9 +30,9 @@ def to_json(res: Result) -> dict[str, Any]:
     for m in res.measurements:
         ms.append({"metric": m.metric, "series": m.series, "param": m.param, "unit": m.unit,
                    "note": m.note, "versus": m.versus, **m.stats(), "samples": m.samples})
-    for m in ms:
+    for m, src in zip(ms, res.measurements, strict=True):
         m["ratios"] = {}
-        for ref in res.references:
+        for ref in res.references if src.ratios else ():
             r = find(ms, m["versus"] or m["metric"], ref, m["param"])
             # a ratio of a negative (noise around zero) or zero figure means nothing
             if r and ref != m["series"] and (r.get("median") or 0) > 0 and \
