@@ -148,6 +148,11 @@ def _measure(a: argparse.Namespace, out: str, runs: int, wanted: list[Any],
                 except measure.BenchError as e:
                     scen = {"status": "failed", "reason": str(e)}
                     failed = True
+                except Exception as e:  # noqa: BLE001 - one broken scenario (a plugin's)
+                    # must not lose the others' measurements
+                    ui.console.print_exception(max_frames=8)
+                    scen = {"status": "failed", "reason": f"{type(e).__name__}: {e}"}
+                    failed = True
                 scen["title"] = d.title
                 scen["seconds"] = round(time.monotonic() - t0, 1)
                 results["scenarios"][d.name] = scen

@@ -57,9 +57,10 @@ def run(ctx: Context) -> Result:
         for name, build in registry.IMAGES.items():
             try:
                 sizes[name] = bundle_size(build(ctx.env))
-            except Skip as e:
-                res.skipped[name] = str(e)
-                ctx.ui.print(f"  skipping image {name}: {e}")
+            except Exception as e:  # noqa: BLE001 - Skip, or a broken builder: the rest go on
+                why = str(e) if isinstance(e, Skip) else f"failed: {type(e).__name__}: {e}"
+                res.skipped[name] = why
+                ctx.ui.print(f"  skipping image {name}: {why}")
             advance()
     if not sizes:
         raise Skip("no image could be built")

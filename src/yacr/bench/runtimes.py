@@ -122,6 +122,9 @@ class Environment:
                 self._bundles[key] = builder(self, workload)
             except Skip as e:
                 self._bundles[key] = e
+            except Exception as e:  # noqa: BLE001 - a broken builder skips its runtime only
+                self._bundles[key] = Skip(f"building the {kind} {workload!r} bundle failed: "
+                                          f"{type(e).__name__}: {e}")
         got = self._bundles[key]
         if isinstance(got, Skip):
             raise got

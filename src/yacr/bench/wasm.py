@@ -228,15 +228,38 @@ def boot_compare(yacr: str, work: str, runs: int = 50, with_crun: bool = True,
     with open(out) as f:
         data = json.load(f)
     med = {r["command"]: statistics.median(r["times"]) * 1000 for r in data["results"]}
-    res: dict[str, Any] = {"median_ms": med, "command": argv, "ratios": {}}
+    cpu = {r["command"]: (r["user"] + r["system"]) * 1000 for r in data["results"]}
+    inter = interleaved({k: c.split() for k, c in cmds.items()}, runs)
+    res: dict[str, Any] = {"median_ms": med, "cpu_ms": cpu, "interleaved_median_ms": inter,
+                           "command": argv, "ratios": {}}
     for ref in ("runc true", "crun true", "yacr true"):
         if ref in med:
             res["ratios"][f"yacr-wasm hello / {ref}"] = med["yacr-wasm hello"] / med[ref]
+            res["ratios"][f"interleaved: yacr-wasm hello / {ref}"] = \
+                inter["yacr-wasm hello"] / inter[ref]
+            res["ratios"][f"cpu: yacr-wasm hello / {ref}"] = cpu["yacr-wasm hello"] / cpu[ref]
+    say(f"  {'':<34} {'hyperfine':>9} {'interleaved':>11} {'user+sys':>9}")
     for name, m in med.items():
-        say(f"  {name:<34} {m:7.1f} ms")
+        say(f"  {name:<34} {m:6.1f} ms {inter[name]:8.1f} ms {cpu[name]:6.1f} ms")
     for k, v in res["ratios"].items():
         say(f"  {k}: {v:.2f}x")
     return res
+
+
+def interleaved(cmds: dict[str, list[str]], rounds: int) -> dict[str, float]:
+    """Median wall time of each command, run one after the other round by round (in a
+    rotating order), so that load from elsewhere falls on all of them alike; hyperfine
+    runs each command's runs back to back, which a busy machine skews."""
+    names = list(cmds)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(rounds + 2):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for n in order:
+            t = time.perf_counter()
+            subprocess.run(cmds[n], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if r >= 2:  # two warm-up rounds
+                times[n].append((time.perf_counter() - t) * 1000)
+    return {n: statistics.median(v) for n, v in times.items()}
 
 
 def _crun_wrapper(work: str) -> list[str]:

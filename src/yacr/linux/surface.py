@@ -54,7 +54,7 @@ MAX_NR = 1024
 
 # Figures we cannot measure here, quoted as the issue (and their projects) give them.
 ANCHORS = [
-    ("Docker default profile (issue's figure)", "about 295 of 362",
+    ("Docker default profile (the issue's figure)", "about 295 of 362",
      "moby/profiles/seccomp/default.json, default capabilities, x86_64"),
     ("gVisor host filter (runsc)", "about 80-96",
      "the Sentry's own host syscall filter; varies with platform and options"),
@@ -396,14 +396,14 @@ def _filters_at_exec(pid: int, start: list[str], timeout: float) -> list[list[bp
 def report(surfaces: list[Surface]) -> str:
     """A markdown table of the measured surfaces, then the quoted anchors."""
     total = max((len(s.verdicts) for s in surfaces), default=0)
-    lines = [f"| profile | allowed of {total} (this kernel's x86_64 table) | allowed of 362 "
-             "(Docker's basis) | argument-dependent |",
-             "|---|---|---|---|"]
+    lines = [f"| profile | source | allowed of {total} (this kernel's x86_64 table) | "
+             "allowed of 362 (Docker's basis) | argument-dependent |",
+             "|---|---|---|---|---|"]
     for s in surfaces:
         sm = s.summary()
         dep = ", ".join(sm["argument_dependent"]) or "-"
-        lines.append(f"| {s.label} (measured) | {sm['allowed']} | {sm['allowed_of_362']} | "
+        lines.append(f"| {s.label} | measured | {sm['allowed']} | {sm['allowed_of_362']} | "
                      f"{dep} |")
     for name, figure, _src in ANCHORS:
-        lines.append(f"| {name} (quoted, not measured) | - | {figure} | - |")
+        lines.append(f"| {name} | quoted | - | {figure} | - |")
     return "\n".join(lines) + "\n"
