@@ -204,17 +204,7 @@ def create(ctx: Context, cid: str, bundle: str, opts: CreateOptions,
             run_hooks("createRuntime", spec.hooks.get("createRuntime", []), hs, record)
             st.extra.pop("hookGroup", None)
             chan.send(protocol.HOOKS_DONE)
-        while True:
-            msg, fds = chan.recv(protocol.READY, protocol.PTY_MASTER, protocol.SECCOMP_FD)
-            if msg["type"] == protocol.READY:
-                break
-            if not fds:
-                raise protocol.ProtocolError(f"{msg['type']} arrived without its fd")
-            if msg["type"] == protocol.PTY_MASTER:
-                pty_master = fds[0]
-            else:
-                _hand_to_listener(filt, fds[0], _hook_state(st, "creating"))
-                chan.send(protocol.SECCOMP_DONE)
+        pty_master = receive_fds(chan, protocol.READY, filt, st, "creating")
         st.phase = "created"
         st.save()
         if opts.pid_file:
@@ -257,6 +247,30 @@ def _make_cgroups(ctx: Context, st: State, paths: dict[str, str],
         st.save()
         return {}
     return paths
+
+
+def receive_fds(chan: protocol.Channel, done: str, filt: Any, st: State,
+                status: str) -> int:
+    """Serve the fds a process on its way to execve hands back (create's init, exec's
+    child), until `done` arrives (EOF: its end of the socket closed on execve).
+
+    The terminal's master comes back to us; a seccomp notify fd goes straight to the
+    listener, and the process waits for SECCOMP_DONE so that no syscall is trapped before
+    an agent can answer it. Returns the pty master, or -1.
+    """
+    pty_master = -1
+    while True:
+        msg, fds = chan.recv(done, protocol.PTY_MASTER, protocol.SECCOMP_FD,
+                             eof_ok=done == protocol.EOF)
+        if msg["type"] == done:
+            return pty_master
+        if not fds:
+            raise protocol.ProtocolError(f"{msg['type']} arrived without its fd")
+        if msg["type"] == protocol.PTY_MASTER:
+            pty_master = fds[0]
+        else:
+            _hand_to_listener(filt, fds[0], _hook_state(st, status))
+            chan.send(protocol.SECCOMP_DONE)
 
 
 def _hand_to_listener(filt: Any, fd: int, state: dict[str, Any]) -> None:

@@ -116,7 +116,7 @@ def exec_process(ctx: Context, st: State, proc: Process, *, console_socket: str 
                  pid_file: str | None = None, detach: bool = False,
                  preserve_fds: int = 0) -> int:
     from yacr import handlers
-    from yacr.container import write_pid_file
+    from yacr.container import receive_fds, write_pid_file
     from yacr.init import error_text, finish_process
     from yacr.linux.console import connect_socket
     from yacr.linux.process import check_lsm
@@ -181,21 +181,9 @@ def exec_process(ctx: Context, st: State, proc: Process, *, console_socket: str 
     finally:
         for fd in nsfds.values():
             posix.close(fd)
-    pty_master = -1
     try:
-        while True:
-            msg, fds = chan.recv(protocol.PTY_MASTER, protocol.SECCOMP_FD, eof_ok=True)
-            if msg["type"] == protocol.EOF:
-                break  # the socket closed on execve: the program runs
-            if not fds:
-                raise protocol.ProtocolError(f"{msg['type']} arrived without its fd")
-            if msg["type"] == protocol.PTY_MASTER:
-                pty_master = fds[0]
-            else:
-                from yacr.container import _hand_to_listener, _hook_state
-
-                _hand_to_listener(filt, fds[0], _hook_state(st, "running"))
-                chan.send(protocol.SECCOMP_DONE)
+        # the socket closes on execve: then the program runs
+        pty_master = receive_fds(chan, protocol.EOF, filt, st, "running")
     except YacrError:
         try:
             posix.waitpid(pid, 0)
