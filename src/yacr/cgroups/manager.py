@@ -153,7 +153,33 @@ class Manager:
     def prepare(self) -> None:
         """Anything the cgroup needs before its files can be written (v2: controllers)."""
 
+    def controller_dir(self, controller: str, field: str) -> str:
+        """The directory holding controller's files; an error naming field when the host
+        lacks the controller."""
+        raise NotImplementedError
+
     # --- shared -------------------------------------------------------------------------
+    # cpuset and pids files have the same names and values in v1 and v2
+    def _cpuset(self, res: Resources, update: bool) -> list[Write]:
+        c = res.cpu
+        if c is None or (c.cpus is None and c.mems is None):
+            return []
+        p = res.path + ".cpu"
+        d = self.controller_dir("cpuset", p + (".cpus" if c.cpus is not None else ".mems"))
+        out = []
+        if c.cpus is not None:
+            out.append(Write(d, "cpuset.cpus", c.cpus, f"{p}.cpus", shown=repr(c.cpus)))
+        if c.mems is not None:
+            out.append(Write(d, "cpuset.mems", c.mems, f"{p}.mems", shown=repr(c.mems)))
+        return out
+
+    def _pids(self, res: Resources, update: bool) -> list[Write]:
+        if res.pids is None:
+            return []
+        p = res.path + ".pids.limit"
+        return [Write(self.controller_dir("pids", p), "pids.max",
+                      "max" if res.pids < 0 else str(res.pids), p, shown=res.pids)]
+
     def apply(self, res: Resources, update: bool = False,
               spec_device_paths: set[str] | None = None) -> None:
         """Apply res; devices too unless this is an update (runc's `update` leaves them)."""

@@ -34,6 +34,9 @@ class V1Manager(Manager):
     def has(self, controller: str) -> bool:
         return controller in self.by_ctrl
 
+    def controller_dir(self, controller: str, field: str) -> str:
+        return self.dir(controller, field)
+
     def dir(self, controller: str, field: str) -> str:
         d = self.by_ctrl.get(controller)
         if d is None:
@@ -124,26 +127,6 @@ class V1Manager(Manager):
         d = self.dir("cpu", p)
         return [Write(d, f, str(v), f"{p}.{field}", defer=defer)
                 for v, f, field, defer in items if v is not None]
-
-    def _cpuset(self, res: Resources, update: bool) -> list[Write]:
-        c = res.cpu
-        if c is None or (c.cpus is None and c.mems is None):
-            return []
-        p = res.path + ".cpu"
-        d = self.dir("cpuset", p)
-        out = []
-        if c.cpus is not None:
-            out.append(Write(d, "cpuset.cpus", c.cpus, f"{p}.cpus", shown=repr(c.cpus)))
-        if c.mems is not None:
-            out.append(Write(d, "cpuset.mems", c.mems, f"{p}.mems", shown=repr(c.mems)))
-        return out
-
-    def _pids(self, res: Resources, update: bool) -> list[Write]:
-        if res.pids is None:
-            return []
-        p = res.path + ".pids.limit"
-        return [Write(self.dir("pids", p), "pids.max",
-                      "max" if res.pids < 0 else str(res.pids), p, shown=res.pids)]
 
     def _io(self, res: Resources, update: bool) -> list[Write]:
         b = res.block_io

@@ -91,6 +91,9 @@ class V2Manager(Manager):
                 self._controllers = set()
         return self._controllers
 
+    def controller_dir(self, controller: str, field: str) -> str:
+        return self.need(controller, field)
+
     def need(self, controller: str, field: str) -> str:
         if controller not in self.controllers():
             have = " ".join(sorted(self.controllers())) or "none"
@@ -225,26 +228,6 @@ class V2Manager(Manager):
         if c.idle is not None:
             out.append(Write(d, "cpu.idle", str(c.idle), f"{p}.idle"))
         return out
-
-    def _cpuset(self, res: Resources, update: bool) -> list[Write]:
-        c = res.cpu
-        if c is None or (c.cpus is None and c.mems is None):
-            return []
-        p = res.path + ".cpu"
-        d = self.need("cpuset", p + (".cpus" if c.cpus is not None else ".mems"))
-        out = []
-        if c.cpus is not None:
-            out.append(Write(d, "cpuset.cpus", c.cpus, f"{p}.cpus", shown=repr(c.cpus)))
-        if c.mems is not None:
-            out.append(Write(d, "cpuset.mems", c.mems, f"{p}.mems", shown=repr(c.mems)))
-        return out
-
-    def _pids(self, res: Resources, update: bool) -> list[Write]:
-        if res.pids is None:
-            return []
-        p = res.path + ".pids.limit"
-        return [Write(self.need("pids", p), "pids.max",
-                      "max" if res.pids < 0 else str(res.pids), p, shown=res.pids)]
 
     def _io(self, res: Resources, update: bool) -> list[Write]:
         b = res.block_io
