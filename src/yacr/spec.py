@@ -88,6 +88,27 @@ def boolean(v: Any, path: str) -> bool:
     return v
 
 
+def objects(v: Any, path: str, make: Any, unique: str = "", what: str = "") -> list[Any]:
+    """An array of objects, each built by make(dict, its path); None is an empty array.
+
+    With `unique`, two items with the same value of that attribute are an error naming
+    the second one (the kernel or the runtime would silently keep only one of them).
+    """
+    if v is None:
+        return []
+    if not isinstance(v, list):
+        raise _fail(path, f"expected an array, got {_tname(v)}")
+    out = [make(obj(x, f"{path}[{i}]"), f"{path}[{i}]") for i, x in enumerate(v)]
+    if unique:
+        seen: set[Any] = set()
+        for i, item in enumerate(out):
+            key = getattr(item, unique)
+            if key in seen:
+                raise _fail(f"{path}[{i}].{unique}", f"duplicate {what or unique} {key!r}")
+            seen.add(key)
+    return out
+
+
 def str_list(v: Any, path: str) -> list[str]:
     if not isinstance(v, list):
         raise _fail(path, f"expected an array of strings, got {_tname(v)}")
@@ -179,18 +200,8 @@ class Process:
             for k in CAP_SETS:
                 v = _opt(caps, k)
                 self.capabilities[k] = [] if v is None else str_list(v, f"{path}.capabilities.{k}")
-        self.rlimits: list[Rlimit] = []
-        rl = _opt(d, "rlimits")
-        if rl is not None:
-            if not isinstance(rl, list):
-                raise _fail(f"{path}.rlimits", f"expected an array, got {_tname(rl)}")
-            seen: set[str] = set()
-            for i, r in enumerate(rl):
-                lim = Rlimit(obj(r, f"{path}.rlimits[{i}]"), f"{path}.rlimits[{i}]")
-                if lim.type in seen:
-                    raise _fail(f"{path}.rlimits[{i}].type", f"duplicate rlimit {lim.type}")
-                seen.add(lim.type)
-                self.rlimits.append(lim)
+        self.rlimits: list[Rlimit] = objects(_opt(d, "rlimits"), f"{path}.rlimits", Rlimit,
+                                             unique="type", what="rlimit")
         n = _opt(d, "noNewPrivileges")
         self.no_new_privileges = False if n is None else boolean(n, f"{path}.noNewPrivileges")
         ap = _opt(d, "apparmorProfile")
@@ -276,11 +287,7 @@ class IDMap:
 
 def id_maps(v: Any, path: str) -> list[IDMap]:
     """A uidMappings/gidMappings list; overlapping ranges are refused, as the kernel would."""
-    if v is None:
-        return []
-    if not isinstance(v, list):
-        raise _fail(path, f"expected an array, got {_tname(v)}")
-    maps = [IDMap(obj(m, f"{path}[{i}]"), f"{path}[{i}]") for i, m in enumerate(v)]
+    maps: list[IDMap] = objects(v, path, IDMap)
     if len(maps) > 340:
         raise _fail(path, "more than 340 ranges (the kernel's limit)")
     for i, a in enumerate(maps):
@@ -321,12 +328,8 @@ def parse_hooks(v: Any, path: str = "hooks") -> dict[str, list[Hook]]:
     d = obj(v, path)
     for kind in HOOK_KINDS:
         lst = _opt(d, kind)
-        if lst is None:
-            continue
-        if not isinstance(lst, list):
-            raise _fail(f"{path}.{kind}", f"expected an array, got {_tname(lst)}")
-        out[kind] = [Hook(obj(h, f"{path}.{kind}[{i}]"), f"{path}.{kind}[{i}]")
-                     for i, h in enumerate(lst)]
+        if lst is not None:
+            out[kind] = objects(lst, f"{path}.{kind}", Hook)
     return out
 
 
@@ -370,26 +373,10 @@ class Linux:
 
     def __init__(self, d: dict[str, Any], path: str = "linux") -> None:
         self.raw = d
-        self.namespaces: list[Namespace] = []
-        ns = _opt(d, "namespaces")
-        if ns is not None:
-            if not isinstance(ns, list):
-                raise _fail(f"{path}.namespaces", f"expected an array, got {_tname(ns)}")
-            seen: set[str] = set()
-            for i, n in enumerate(ns):
-                item = Namespace(obj(n, f"{path}.namespaces[{i}]"), f"{path}.namespaces[{i}]")
-                if item.type in seen:
-                    raise _fail(f"{path}.namespaces[{i}].type",
-                                f"duplicate namespace {item.type!r}")
-                seen.add(item.type)
-                self.namespaces.append(item)
-        self.devices: list[Device] = []
-        dv = _opt(d, "devices")
-        if dv is not None:
-            if not isinstance(dv, list):
-                raise _fail(f"{path}.devices", f"expected an array, got {_tname(dv)}")
-            self.devices = [Device(obj(x, f"{path}.devices[{i}]"), f"{path}.devices[{i}]")
-                            for i, x in enumerate(dv)]
+        self.namespaces: list[Namespace] = objects(_opt(d, "namespaces"), f"{path}.namespaces",
+                                                   Namespace, unique="type",
+                                                   what="namespace")
+        self.devices: list[Device] = objects(_opt(d, "devices"), f"{path}.devices", Device)
         cp = _opt(d, "cgroupsPath")
         self.cgroups_path = "" if cp is None else string(cp, f"{path}.cgroupsPath")
         r = _opt(d, "resources")
@@ -478,11 +465,7 @@ class Spec:
         dn = _opt(d, "domainname")
         self.domainname = None if dn is None else string(dn, "domainname")
         m = _opt(d, "mounts")
-        self.mounts: list[Mount] = []
-        if m is not None:
-            if not isinstance(m, list):
-                raise _fail("mounts", f"expected an array, got {_tname(m)}")
-            self.mounts = [Mount(obj(x, f"mounts[{i}]"), f"mounts[{i}]") for i, x in enumerate(m)]
+        self.mounts: list[Mount] = objects(m, "mounts", Mount)
         self.hooks = parse_hooks(_opt(d, "hooks"))
         a = _opt(d, "annotations")
         self.annotations: dict[str, str] = {}
