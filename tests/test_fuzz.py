@@ -544,3 +544,28 @@ def test_fuzz_cli(env):
         fuzz(env, "cli", argvs(env, existing), body)
     finally:
         yacr(env, "delete", "--force", existing)
+
+
+# --- what the fuzzer found, kept as fixed examples -------------------------------------------
+
+@pytest.mark.parametrize("odd", ["\n", "\x1e", "\x85", "\u2028", "\udc80"])
+def test_line_boundaries_in_quoted_values_stay_on_one_line(env, odd):
+    """Errors quote config values verbatim. `make fuzz` found a sysctl key holding \\x1e (a
+    line boundary to Python, a newline does the same): the one-line error became two. Every
+    unprintable character is now escaped, in create's errors and in init's."""
+    spec = busybox_spec(env.rootfs, ["true"], readonly=False)
+    spec["linux"]["sysctl"] = {f"kernel.a{odd}b": None}
+    (env.bundle / "config.json").write_text(json.dumps(spec))
+    cid = f"fz-odd-{uuid.uuid4().hex[:8]}"
+    env.rt.ids.add(cid)
+    p = yacr(env, "create", "--bundle", str(env.bundle), cid)
+    check_outcome(p)
+    assert p.returncode == 1 and "linux.sysctl.kernel.a" in p.stderr
+    assert repr(odd)[1:-1] in p.stderr
+    # a program that does not exist, named with the same character: init reports it
+    spec = busybox_spec(env.rootfs, [f"/bin/no{odd}such"], readonly=False)
+    (env.bundle / "config.json").write_text(json.dumps(spec))
+    p = yacr(env, "run", "--bundle", str(env.bundle), cid)
+    check_outcome(p)
+    assert p.returncode != 0 and repr(odd)[1:-1] in p.stderr, p.stderr
+    check_no_leak(env, [cid])

@@ -110,8 +110,10 @@ def run(cfg: InitConfig) -> NoReturn:
             except BaseException:  # noqa: BLE001
                 pass
         else:
+            from yacr.log import one_line
+
             try:
-                posix.write(2, f"yacr: {text}\n".encode())
+                posix.write(2, f"yacr: {one_line(text)}\n".encode())
             except OSError:
                 pass
         code = 1
@@ -260,7 +262,9 @@ def _setup(cfg: InitConfig) -> None:
             run_hooks("startContainer", spec.hooks["startContainer"],
                       _state(cfg, "created", posix.getpid()))
         except YacrError as e:
-            posix.write(2, f"yacr: {e}\n".encode())
+            from yacr.log import one_line
+
+            posix.write(2, f"yacr: {one_line(str(e))}\n".encode())
             posix._exit(1)
     for sig in (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT,
                 _signal.SIGUSR1, _signal.SIGUSR2):

@@ -24,6 +24,15 @@ def rfc3339_now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{frac:09d}Z"
 
 
+def one_line(msg: str) -> str:
+    """msg with every unprintable character escaped (\\n, \\x1e, \\u2028...): errors quote
+    config values verbatim, and a newline or another line boundary in a sysctl key or an
+    argument must not split the one-line error that callers parse."""
+    if msg.isprintable():
+        return msg
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in msg)
+
+
 class Log:
     """Where a command's warnings and errors go; passed down, never global."""
 
@@ -74,7 +83,7 @@ class Log:
         """An error always reaches stderr as one plain line, and the log file as a record."""
         self._write_file(self._line("error", msg))
         try:
-            sys.stderr.write(f"yacr: {msg}\n")
+            sys.stderr.write(f"yacr: {one_line(msg)}\n")
             sys.stderr.flush()
         except (OSError, ValueError):
             pass
