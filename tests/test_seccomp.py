@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import json
 import os
+import shutil
 import socket
 import struct
+import subprocess
 import threading
+
+import pytest
 
 ARCHES = ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]
 
@@ -218,3 +223,241 @@ def test_notify_agent_gets_fd_and_state(runtime, bundles, tmp_path):
     assert agent.state["metadata"] == "meta-1"
     assert agent.state["state"]["id"] == cid
     assert agent.state["fds"] == ["seccompFd"]
+
+
+# --- actions and ABIs the shell cannot show: a small static C probe ------------------------
+
+PROBE_C = r"""
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static const char path[] = "/dev/shm/probe";
+static volatile int sig_code = -1, sig_nr = -1;
+
+static long int80(long nr, long a, long b) {
+    long rc;
+    __asm__ volatile("int $0x80" : "=a"(rc) : "a"(nr), "b"(a), "c"(b) : "memory");
+    return rc;
+}
+
+static void on_sigsys(int sig, siginfo_t *si, void *uc) {
+    (void)sig; (void)uc;
+    sig_code = si->si_code;
+    sig_nr = si->si_syscall;
+}
+
+static void *thread_main(void *arg) {
+    (void)arg;
+    syscall(SYS_mkdir, path, 0700);
+    printf("thread survived\n");
+    fflush(stdout);
+    return NULL;
+}
+
+static void show(const char *what, long rc) {
+    printf("%s=%ld\n", what, rc == -1 ? -(long)errno : rc);
+}
+
+int main(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) {
+        const char *m = argv[i];
+        if (!strcmp(m, "hello")) printf("hello\n");
+        else if (!strcmp(m, "pause")) pause();
+        else if (!strcmp(m, "mkdir64")) show(m, syscall(SYS_mkdir, path, 0700));
+        else if (!strcmp(m, "mkdir32")) printf("%s=%ld\n", m, int80(39, (long)path, 0700));
+        else if (!strcmp(m, "getpid32")) printf("%s=%ld\n", m, int80(20, 0, 0) > 0 ? 1L : 0L);
+        else if (!strcmp(m, "mkdirx32")) show(m, syscall(0x40000000L | SYS_mkdir, path, 0700));
+        else if (!strcmp(m, "trap")) {
+            struct sigaction sa;
+            memset(&sa, 0, sizeof sa);
+            sa.sa_sigaction = on_sigsys;
+            sa.sa_flags = SA_SIGINFO;
+            sigaction(SIGSYS, &sa, NULL);
+            syscall(SYS_mkdir, path, 0700);
+            printf("trap code=%d nr=%d\n", sig_code, sig_nr);
+        } else if (!strcmp(m, "thread")) {
+            pthread_t t;
+            pthread_create(&t, NULL, thread_main, NULL);
+            pthread_join(t, NULL);
+            printf("main survived\n");
+        }
+        fflush(stdout);
+    }
+    return 0;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def probe_dir(tmp_path_factory) -> str:
+    """A directory holding the probe, compiled static (the rootfs has no libc) and non-PIE
+    (int 0x80 takes 32-bit pointers: its strings must sit below 4 GiB)."""
+    cc = shutil.which("gcc") or shutil.which("cc")
+    if cc is None:
+        pytest.skip("no C compiler for the seccomp probe")
+    d = tmp_path_factory.mktemp("probe")
+    (d / "probe.c").write_text(PROBE_C)
+    subprocess.run([cc, "-O1", "-static", "-no-pie", "-pthread", "-o", str(d / "probe"),
+                    str(d / "probe.c")], check=True, capture_output=True, timeout=120)
+    return str(d)
+
+
+def probe_spec(bundles, probe_dir: str, modes: list[str], seccomp: dict) -> dict:
+    spec = bundles.spec(["/rodata/probe", *modes])
+    spec["mounts"].append({"destination": "/rodata", "type": "bind", "source": probe_dir,
+                           "options": ["rbind", "ro"]})
+    spec["linux"]["seccomp"] = seccomp
+    return spec
+
+
+def deny_mkdir(action: str, arches: list[str] | None = None, **rule) -> dict:
+    prof = {"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir"], "action": action, **rule}]}
+    if arches is not None:
+        prof["architectures"] = arches
+    return prof
+
+
+def test_every_x86_abi_is_filtered_by_name(runtime, bundles, probe_dir):
+    """One rule by name covers the x86_64, i386 (int 0x80, mkdir is 39 there) and x32
+    (number | 0x40000000, refused even though this kernel has no x32) entry points."""
+    spec = probe_spec(bundles, probe_dir, ["mkdir64", "mkdir32", "mkdirx32", "getpid32"],
+                      deny_mkdir("SCMP_ACT_ERRNO", ARCHES, errnoRet=13))
+    p = run(runtime, bundles, spec)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["mkdir64=-13", "mkdir32=-13", "mkdirx32=-13", "getpid32=1"]
+
+
+@pytest.mark.parametrize("mode", ["getpid32", "mkdirx32"])
+def test_an_abi_the_profile_does_not_name_is_no_way_around_it(runtime, bundles, probe_dir,
+                                                               mode):
+    """With only x86_64 listed, a syscall through another ABI kills the process, whatever
+    its number: a filter written for x86_64 numbers must not judge i386 numbers."""
+    spec = probe_spec(bundles, probe_dir, ["hello", mode, "hello"],
+                      deny_mkdir("SCMP_ACT_ERRNO", ["SCMP_ARCH_X86_64"]))
+    p = run(runtime, bundles, spec)
+    assert p.returncode == 128 + 31, (p.returncode, p.stdout, p.stderr)
+    assert p.stdout == "hello\n"
+
+
+def test_trap_delivers_sigsys_with_the_syscall(runtime, bundles, probe_dir):
+    p = run(runtime, bundles, probe_spec(bundles, probe_dir, ["trap", "hello"],
+                                         deny_mkdir("SCMP_ACT_TRAP", ARCHES)))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split("\n")[:2] == ["trap code=1 nr=83", "hello"]  # SYS_SECCOMP
+
+
+def test_trace_without_a_tracer_fails_with_enosys(runtime, bundles, probe_dir):
+    spec = probe_spec(bundles, probe_dir, ["mkdir64"],
+                      deny_mkdir("SCMP_ACT_TRACE", ARCHES, errnoRet=7))
+    p = run(runtime, bundles, spec)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == "mkdir64=-38\n"
+
+
+@pytest.mark.parametrize("action", ["SCMP_ACT_KILL", "SCMP_ACT_KILL_THREAD"])
+def test_kill_thread_kills_only_the_calling_thread(runtime, bundles, probe_dir, action):
+    p = run(runtime, bundles, probe_spec(bundles, probe_dir, ["thread"],
+                                         deny_mkdir(action, ARCHES)))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == "main survived\n"
+
+
+def test_kill_process_kills_every_thread(runtime, bundles, probe_dir):
+    p = run(runtime, bundles, probe_spec(bundles, probe_dir, ["hello", "thread"],
+                                         deny_mkdir("SCMP_ACT_KILL_PROCESS", ARCHES)))
+    assert p.returncode == 128 + 31
+    assert p.stdout == "hello\n"
+
+
+# What the runtime does in init and exec before execve. Loaded any earlier, the filter
+# would kill the runtime itself; the probe makes none of these calls (it reads its stack
+# limit with prlimit64 but sets nothing).
+RUNTIME_SYSCALLS = ["openat2", "close_range", "mount", "umount2", "pivot_root", "setns",
+                    "unshare", "chroot", "chdir", "fchdir", "getcwd", "setgroups", "setuid",
+                    "setgid", "setresuid", "setresgid", "capset", "capget", "prctl",
+                    "setrlimit", "open_tree", "move_mount", "mount_setattr", "fsopen",
+                    "fsconfig", "fsmount", "sethostname", "setdomainname", "fstatfs",
+                    "statfs", "sched_setscheduler", "ioprio_set", "personality", "umask",
+                    "keyctl", "setsid", "ioctl", "dup2", "dup3", "fcntl", "socket",
+                    "connect", "sendmsg", "recvmsg", "getdents64", "openat", "open", "close",
+                    "read"]
+
+
+def test_filter_loads_after_everything_the_runtime_does(runtime, bundles, probe_dir):
+    """A profile that kills on openat2, close_range, mount, getcwd, capset... still runs
+    its program, in init and in exec: the filter is the last thing before execve."""
+    prof = {"defaultAction": "SCMP_ACT_ALLOW", "architectures": ARCHES, "syscalls": [
+        {"names": RUNTIME_SYSCALLS, "action": "SCMP_ACT_KILL_PROCESS"},
+        # prlimit64 that sets a limit (new_limit != NULL)
+        {"names": ["prlimit64"], "action": "SCMP_ACT_KILL_PROCESS",
+         "args": [{"index": 2, "value": 0, "op": "SCMP_CMP_NE"}]}]}
+    spec = probe_spec(bundles, probe_dir, ["hello"], prof)
+    spec["process"]["cwd"] = "/rodata"
+    spec["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "hard": 1000, "soft": 900}]
+    p = run(runtime, bundles, spec)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == "hello\n"
+    # exec: the same profile, joined namespaces, a cwd, rlimits and the fd sweep
+    spec["process"]["args"] = ["/rodata/probe", "pause"]
+    cid = runtime.new_id()
+    runtime("run", "-d", "--bundle", bundles.write(spec), cid, check=True)
+    p = runtime("exec", "--cwd", "/rodata", cid, "/rodata/probe", "hello")
+    assert (p.returncode, p.stdout) == (0, "hello\n"), p.stderr
+
+
+OPERATOR_CASES = {  # op: (value, valueTwo) of the condition
+    "SCMP_CMP_NE": (1 << 33, 0), "SCMP_CMP_LT": (1 << 33, 0), "SCMP_CMP_LE": (1 << 33, 0),
+    "SCMP_CMP_EQ": (1 << 33, 0), "SCMP_CMP_GE": (1 << 33, 0), "SCMP_CMP_GT": (1 << 33, 0),
+    "SCMP_CMP_MASKED_EQ": (0xFF0000000F, 0x0500000003)}
+
+
+def _holds(op: str, arg: int, value: int, two: int) -> bool:
+    return {"SCMP_CMP_NE": arg != value, "SCMP_CMP_LT": arg < value,
+            "SCMP_CMP_LE": arg <= value, "SCMP_CMP_EQ": arg == value,
+            "SCMP_CMP_GE": arg >= value, "SCMP_CMP_GT": arg > value,
+            "SCMP_CMP_MASKED_EQ": arg & value == two}[op]
+
+
+@pytest.mark.parametrize("op", sorted(OPERATOR_CASES))
+def test_every_operator_in_the_kernel(op):
+    """Each operator compiled by yacr and loaded in a child: getpgid(arg) is refused with
+    errno 77 exactly when the condition holds, for 64-bit arguments either side of it."""
+    from yacr.linux.seccomp import Filter
+
+    value, two = OPERATOR_CASES[op]
+    cond = {"index": 0, "value": value, "op": op}
+    if op == "SCMP_CMP_MASKED_EQ":
+        cond["valueTwo"] = two
+    filt = Filter({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"],
+                   "syscalls": [{"names": ["getpgid"], "action": "SCMP_ACT_ERRNO",
+                                 "errnoRet": 77, "args": [cond]}]}, None)
+    args = [0, 3, (1 << 33) - 1, 1 << 33, (1 << 33) + 1, 0x0500000003, 0x1505000013,
+            1 << 63, (1 << 64) - 1]
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.close(r)
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.syscall.restype = ctypes.c_long
+            libc.prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS
+            filt.load()
+            out = []
+            for a in args:
+                rc = libc.syscall(ctypes.c_long(121), ctypes.c_ulong(a))
+                out.append(rc == -1 and ctypes.get_errno() == 77)
+            os.write(w, json.dumps(out).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    got = json.loads(os.read(r, 65536))
+    os.close(r)
+    os.waitpid(pid, 0)
+    assert got == [_holds(op, a, value, two) for a in args]
