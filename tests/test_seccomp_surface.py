@@ -260,3 +260,10 @@ def test_surface_command(runtime, bundles, tmp_path, rootfs):
     assert "| Nabla containers | quoted | - | 7 | - |" in table
     p = runtime("seccomp", "surface", "--no-defaults", "--profile", str(tmp_path / "nope"))
     assert p.returncode == 1 and len(p.stderr.splitlines()) == 1 and "--profile" in p.stderr
+    # a relative --rootfs is the caller's, not the temporary bundle's
+    p = runtime("seccomp", "surface", "--no-defaults", "--rootfs",
+                os.path.relpath(rootfs, tmp_path), "--profile", f"n={tmp_path / 'nabla.json'}",
+                cwd=str(tmp_path))
+    assert p.returncode == 0 and "| n | measured | 7 | 7 | - |" in p.stdout, p.stderr
+    p = runtime("seccomp", "surface", "--rootfs", str(tmp_path / "nope"))
+    assert p.returncode == 1 and len(p.stderr.splitlines()) == 1 and "--rootfs" in p.stderr

@@ -109,6 +109,12 @@ def surface_main(ctx: Context, argv: list[str]) -> int:
     o = p.parse_args(argv)
     if os.geteuid() != 0:
         raise YacrError("yacr seccomp surface: reading seccomp filters needs root")
+    if o.rootfs is not None:
+        # the measuring bundle lives in a temporary directory: a relative path would
+        # resolve there
+        if not os.path.isdir(o.rootfs):
+            raise UsageError(f"--rootfs: {o.rootfs} is not a directory")
+        o.rootfs = os.path.abspath(o.rootfs)
 
     surfaces: list[Surface] = []
     if not o.no_defaults:
