@@ -39,6 +39,8 @@ ATHERIS_SECONDS ?= 300
 fuzz: setup
 	@$(VENV)/bin/pip install -q --disable-pip-version-check -e '.[test,fuzz]' \
 		|| echo "atheris did not install: hypothesis only"
+	@# pip just rewrote .venv/bin/yacr as its console script: the compiled launcher back
+	@./scripts/write-launcher.sh $(VENV) src
 	YACR_FUZZ_SECONDS=$(FUZZ_SECONDS) $(VENV)/bin/python3 -m pytest -q -s tests/test_fuzz.py
 	@if $(VENV)/bin/python3 -c 'import atheris' 2>/dev/null; then \
 		cd $(BUILD) && ../$(VENV)/bin/python3 ../tests/fuzz_atheris.py \
