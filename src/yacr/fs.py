@@ -137,3 +137,23 @@ def write_file(path: str, data: str | bytes) -> None:
         posix.write(fd, data.encode() if isinstance(data, str) else data)
     finally:
         posix.close(fd)
+
+
+def read_leftovers(fd: int) -> list[bytes]:
+    """What a pipe or pty holds right now, without waiting for more.
+
+    The writer has exited, but a daemon it left behind (a hook's) may still hold the
+    write end open, so reading until EOF could block forever. A pty master reports EIO
+    once its slave is gone: that ends it too.
+    """
+    posix.set_blocking(fd, False)
+    chunks = []
+    while True:
+        try:
+            chunk = posix.read(fd, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return chunks

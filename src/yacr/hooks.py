@@ -14,7 +14,7 @@ import posix
 import select
 import time
 
-from yacr import jsonio
+from yacr import fs, jsonio
 from yacr.errors import YacrError
 from yacr.linux import sys as S
 
@@ -190,14 +190,7 @@ def _feed_and_wait(pid: int, in_w: int, out_r: int, payload: bytes,
                 break
         # Collect what the hook wrote just before it exited, without waiting on any
         # daemon it left behind holding the pipe open.
-        posix.set_blocking(out_r, False)
-        while True:
-            try:
-                chunk = posix.read(out_r, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
+        for chunk in fs.read_leftovers(out_r):
             if len(captured) < _OUTPUT_CAP:
                 captured += chunk[: _OUTPUT_CAP - len(captured)]
         _, status = posix.waitpid(pid, 0)

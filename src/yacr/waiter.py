@@ -10,6 +10,8 @@ import _signal
 import posix
 import select
 
+from yacr import fs
+
 FORWARDED = (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGUSR1,
              _signal.SIGUSR2, _signal.SIGWINCH, _signal.SIGCONT)
 
@@ -105,14 +107,7 @@ def _relay(pid: int, master: int) -> None:
                         _write_all(master, data)
                 elif fd == pidfd:
                     # Drain what the container wrote last, then stop.
-                    posix.set_blocking(master, False)
-                    while True:
-                        try:
-                            data = posix.read(master, 65536)
-                        except OSError:
-                            break
-                        if not data:
-                            break
+                    for data in fs.read_leftovers(master):
                         _write_all(1, data)
                     done = True
     finally:
