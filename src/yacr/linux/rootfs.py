@@ -18,6 +18,8 @@ from yacr.linux.mounts import PROPAGATION, MountOptions, current_flags
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from yacr.cgroups import Layout
     from yacr.log import Log
     from yacr.spec import Device, Mount, Spec
@@ -625,32 +627,32 @@ def mask_paths(paths: list[str]) -> None:
         if not stat.S_ISCHR(st.st_mode) or posix.major(st.st_rdev) != 1 or \
                 posix.minor(st.st_rdev) != 3:
             raise YacrError("/dev/null in the container is not the null device; cannot mask")
-        for p in paths:
-            try:
-                fd = posix.open(p, posix.O_PATH | posix.O_CLOEXEC)
-            except (FileNotFoundError, NotADirectoryError):
-                continue
-            try:
-                target = _target(fd, p)
-                if stat.S_ISDIR(posix.fstat(fd).st_mode):
-                    S.mount("tmpfs", target, "tmpfs", S.MS_RDONLY, None)
-                else:
-                    S.mount(_target(null, "/dev/null"), target, None, S.MS_BIND)
-            finally:
-                posix.close(fd)
+        for fd, target in _existing(paths):
+            if stat.S_ISDIR(posix.fstat(fd).st_mode):
+                S.mount("tmpfs", target, "tmpfs", S.MS_RDONLY, None)
+            else:
+                S.mount(_target(null, "/dev/null"), target, None, S.MS_BIND)
     finally:
         posix.close(null)
 
 
 def readonly_paths(paths: list[str]) -> None:
+    for _fd, target in _existing(paths):
+        S.mount(target, target, None, S.MS_BIND | S.MS_REC)
+
+
+def _existing(paths: list[str]) -> Iterator[tuple[int, str]]:
+    """(O_PATH fd, its mount target) for each path that exists, the fd open only while
+    the caller handles it: masking and read-only binds act on what was opened, never on
+    a path the container could swap for a symlink in between; a missing path is fine, as
+    the spec says."""
     for p in paths:
         try:
             fd = posix.open(p, posix.O_PATH | posix.O_CLOEXEC)
         except (FileNotFoundError, NotADirectoryError):
             continue
         try:
-            target = _target(fd, p)
-            S.mount(target, target, None, S.MS_BIND | S.MS_REC)
+            yield fd, _target(fd, p)
         finally:
             posix.close(fd)
         remount_readonly(p)
