@@ -51,8 +51,11 @@ fuzz: setup
 lint: setup
 	$(VENV)/bin/ruff check src tests
 
+# Every benchmark scenario into build/bench (results.json/.csv, PNGs, summary.md), 15-20
+# minutes. `make bench PUBLISH=docs` also rewrites docs/BENCHMARKS.md and docs/bench/*.png
+# from that run; `yacr bench --report-only --out build/bench --publish docs` republishes it.
 bench: setup
-	$(YACR) bench --out $(BUILD)/bench
+	$(YACR) bench --out $(BUILD)/bench $(if $(PUBLISH),--publish $(PUBLISH))
 
 clean:
 	rm -rf $(BUILD) $(VENV)

@@ -62,7 +62,7 @@ def test_files_parse(quick):
     assert {r["scenario"] for r in rows} >= set(SCENARIOS)
     assert all(float(r["median"]) == float(r["median"]) for r in rows)
     summary = (out / "summary.md").read_text()
-    assert "| figure |" in summary and "`run` of busybox `true`" in summary
+    assert "| figure |" in summary and "`run` of `true`" in summary and "Targets:" in summary
     pngs = [p for s in results["scenarios"].values() for p in s.get("plots", [])]
     assert {"lifecycle.png", "cpu.png", "memory.png", "density-boot.png",
             "density-memory.png", "images.png", "concurrency.png"} <= set(pngs)
@@ -96,6 +96,45 @@ def test_report_only_redraws(quick):
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert (out / "summary.md").exists() and (out / "lifecycle.png").exists()
+
+
+def test_run_of_true_interleaved_with_hyperfine_beside_it(quick):
+    _, results, _ = quick
+    lc = results["scenarios"]["lifecycle"]["measurements"]
+    names = {m["series"] for m in lc if m["metric"] == "run of true"}
+    assert names == set(results["runtimes"])
+    if "hyperfine cross-check" not in results["scenarios"]["lifecycle"]["skipped"]:
+        assert {m["series"] for m in lc if m["metric"] == "run of true, hyperfine"} == names
+    cpu = results["scenarios"]["cpu"]["measurements"]
+    assert {m["series"] for m in cpu if m["metric"] == "run of true: user+sys"} == names
+
+
+def test_wasm_geomean_row(quick):
+    _, results, _ = quick
+    wasm = results["scenarios"]["wasm"]
+    if wasm["status"] != "ok":
+        pytest.skip(wasm["reason"])
+    ms = wasm["measurements"]
+    g = next(m for m in ms if m["param"] == "geomean" and m["series"] == "yacr-wasm")
+    assert g["ratios"]["native"] == pytest.approx(wasm["raw"]["geomean"], rel=1e-6)
+
+
+def test_publish_writes_the_page_and_its_plots(quick, tmp_path):
+    out, results, _ = quick
+    docs = tmp_path / "docs"
+    (docs / "bench").mkdir(parents=True)
+    (docs / "bench" / "stale.png").write_bytes(b"old")
+    p = subprocess.run([YACR, "bench", "--report-only", "--out", str(out), "--publish",
+                        str(docs)], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    page = (docs / "BENCHMARKS.md").read_text()
+    assert "--publish docs" in page and results["date"] in page and "How to read" in page
+    assert "--quick run" in page
+    pngs = [q for s in results["scenarios"].values() for q in s.get("plots", [])]
+    assert sorted(os.listdir(docs / "bench")) == sorted(pngs)
+    for q in pngs:
+        assert f"](bench/{q})" in page
+        assert (docs / "bench" / q).stat().st_size < 300_000, q
 
 
 def test_start_path_never_imports_bench(runtime, bundles):

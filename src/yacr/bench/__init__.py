@@ -4,7 +4,8 @@ Every comparison runs the runtimes in one session, on the same bundle,
 interleaved and after a warm-up, and reports medians, spread and ratios to
 runc and crun beside absolute times, because the machines it runs on are
 noisy. Scenarios and runtimes plug in through `yacr.bench.registry`; results
-go to --out as results.json, results.csv, PNG plots and summary.md. Nothing
+go to --out as results.json, results.csv, PNG plots and summary.md, and with
+--publish to a docs directory as BENCHMARKS.md beside its plots. Nothing
 here is imported by the container hot path: `yacr bench` is a cold path, so
 argparse, json, rich and matplotlib are fine.
 """
@@ -26,8 +27,9 @@ DEFAULT_RUNTIMES = "yacr,yacr-wasm,runc,crun"
 def parser(names: list[str]) -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="yacr bench", description=__doc__.splitlines()[0],
-        epilog="Needs root, busybox-static, hyperfine and gcc (make setup installs them). "
-               "`make bench` runs everything into build/bench.")
+        epilog="Needs root, busybox-static and gcc, and hyperfine for a cross-check (make "
+               "setup installs them). `make bench` runs everything into build/bench; `make "
+               "bench PUBLISH=docs` also rewrites docs/BENCHMARKS.md and docs/bench/*.png.")
     ap.add_argument("scenario", nargs="*", help=f"scenarios to run: {', '.join(names)} "
                     "(default: all)")
     ap.add_argument("--runtimes", default=DEFAULT_RUNTIMES,
@@ -46,6 +48,9 @@ def parser(names: list[str]) -> argparse.ArgumentParser:
     ap.add_argument("--report-only", action="store_true",
                     help="measure nothing: redraw tables, plots and summary.md from "
                     "--out/results.json")
+    ap.add_argument("--publish", default="", metavar="DIR",
+                    help="also write DIR/BENCHMARKS.md and DIR/bench/*.png from this run (with "
+                    "--report-only: from the run already in --out), e.g. --publish docs")
     ap.add_argument("--list", action="store_true", help="list scenarios and runtimes")
     return ap
 
@@ -92,7 +97,7 @@ def main(argv: list[str]) -> int:
         return 0
     out = os.path.abspath(a.out)
     if a.report_only:
-        return _report_only(out)
+        return _report_only(out, a.publish)
     if os.geteuid() != 0:
         print("yacr bench runs containers with runc and crun: run it as root", file=sys.stderr)
         return 1
@@ -100,11 +105,25 @@ def main(argv: list[str]) -> int:
     runs = 5 if a.quick and a.runs == 30 else a.runs
     wanted = [d for d in order if not a.scenario or d.name in a.scenario]
     try:
-        return _measure(a, out, runs, wanted, argv)
+        rc = _measure(a, out, runs, wanted, argv)
     except KeyboardInterrupt:
         # the trackers and the final sweep have deleted every container by now
         print(f"interrupted; containers deleted, partial results in {out}", file=sys.stderr)
         return 130
+    if a.publish:
+        _publish(out, a.publish)
+    return rc
+
+
+def _publish(out: str, docs: str) -> None:
+    import json
+
+    from yacr.bench import report
+
+    with open(os.path.join(out, "results.json")) as f:
+        results = json.load(f)
+    for path in report.publish(results, out, os.path.abspath(docs)):
+        print(f"published {path}")
 
 
 def _measure(a: argparse.Namespace, out: str, runs: int, wanted: list[Any],
@@ -169,7 +188,7 @@ def _measure(a: argparse.Namespace, out: str, runs: int, wanted: list[Any],
     return 1 if failed else 0
 
 
-def _report_only(out: str) -> int:
+def _report_only(out: str, publish: str = "") -> int:
     import json
 
     from yacr.bench import report
@@ -182,6 +201,8 @@ def _report_only(out: str) -> int:
             report.show(ui, name, scen)
         report.write(results, out, ui)
         report.show_headline(ui, results)
+    if publish:
+        _publish(out, publish)
     return 0
 
 

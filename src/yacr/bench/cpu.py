@@ -9,8 +9,8 @@ container's process is not the runtime's child by then.
 
 from __future__ import annotations
 
-from yacr.bench import measure, registry
-from yacr.bench.lifecycle import sequence
+from yacr.bench import registry
+from yacr.bench.lifecycle import HELLO, WRAPPER, runs_of_true, sequence
 from yacr.bench.registry import Result, Skip
 
 TYPE_CHECKING = False
@@ -18,7 +18,6 @@ if TYPE_CHECKING:
     from typing import Any
 
     from yacr.bench.registry import Context
-    from yacr.bench.runtimes import Runtime
 
 
 def plot(data: dict[str, Any], out: str) -> list[str]:
@@ -34,12 +33,9 @@ def run(ctx: Context) -> Result:
     if not pairs:
         raise Skip("no runtime can run the `true` workload")
 
-    def job(rt: Runtime, bundle: str) -> dict[str, float]:
-        r = measure.spawn(ctx.env, rt.cmd("run", "--bundle", bundle, ctx.cid(rt, "cpu")))
-        return {"user": r.user_ms, "sys": r.sys_ms, "cpu": r.cpu_ms}
-
-    jobs = {rt.name: (lambda rt=rt, b=b: job(rt, b)) for rt, b in pairs}
-    got = measure.interleave(ctx, jobs, ctx.runs, ctx.warmup, "cpu: run of true")
+    # the interleaved `run` of `true` of the lifecycle scenario: the same invocations
+    got = {n: f for n, f in runs_of_true(ctx, pairs).items()
+           if not n.endswith((HELLO, WRAPPER))}
     for name, f in got.items():
         res.add("run of true: user+sys", name, "ms", f["cpu"])
     for name, f in got.items():
@@ -54,5 +50,5 @@ def run(ctx: Context) -> Result:
                     f[f"create+start+delete {field}"])
     res.notes.append("rusage of each invocation (wait4): the runtime and the children it "
                      "reaped; `run` includes the container's `true`, the split sequence "
-                     "does not.")
+                     "does not. Same invocations as the lifecycle scenario's `run of true`.")
     return res

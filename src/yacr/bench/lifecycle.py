@@ -1,10 +1,13 @@
 """Lifecycle: `run` of busybox `true`, and the create/start/wait/delete sequence containerd uses.
 
-`run` of `true` is the README's headline. It is timed exactly as it always
-was, so figures stay comparable from one release to the next: one hyperfine
-session over every runtime (-N, warm-up, medians), then the peak RSS of each
-`run` from a small C parent. crun's namespace wrapper is timed alone in the
-same session, so its share of crun's figure is visible.
+`run` of `true` is the README's headline. It is timed with the runtimes
+interleaved round by round (the first one rotating) after warm-up rounds, so
+that load from elsewhere on a shared machine falls on every runtime alike;
+a Wasm hello and crun's namespace wrapper alone take part in the same rounds.
+The same invocations give the CPU scenario its user and system time. One
+hyperfine session over the same commands (-N, each command's runs back to
+back) is kept beside it as a cross-check, and is how the README's figures
+were first measured. Then the peak RSS of each `run`, from a small C parent.
 
 containerd does not call `run`: its shim calls create, start, (waits for the
 exit), and delete, each a separate runtime process. That sequence is timed
@@ -97,10 +100,79 @@ def sequence(ctx: Context) -> tuple[dict[str, dict[str, list[float]]], dict[str,
     return got, res.skipped
 
 
+def commands(ctx: Context, pairs: list[tuple[Runtime, str]]) -> dict[str, list[str]]:
+    """What `run of true` times: each runtime's `run` of `true` (the id is appended per run),
+    crun's namespace wrapper alone, and a Wasm runtime's hello (the Wasm issue's target:
+    a Wasm hello against runc's busybox `true`, in the same rounds)."""
+    if "run commands" in ctx.cache:
+        return ctx.cache["run commands"]
+    cmds = {rt.name: rt.cmd("run", "--bundle", b) for rt, b in pairs}
+    for rt, _ in pairs:
+        if rt.wrapper():
+            cmds[f"{rt.name}{WRAPPER}"] = [*rt.wrapper(), "/bin/true"]
+    for rt, _ in pairs:
+        if rt.kind != "native":
+            try:
+                cmds[f"{rt.name}{HELLO}"] = rt.cmd("run", "--bundle", ctx.bundle(rt, "hello"))
+            except Skip as e:
+                ctx.ui.print(f"  no hello for {rt.name}: {e}")
+    ctx.cache["run commands"] = cmds
+    return cmds
+
+
+WRAPPER = "-wrapper-only"
+HELLO = "-hello"
+
+
+def runtimes_by(pairs: list[tuple[Runtime, str]]) -> dict[str, Runtime]:
+    return {rt.name: rt for rt, _ in pairs}
+
+
+def runs_of_true(ctx: Context, pairs: list[tuple[Runtime, str]]
+                 ) -> dict[str, dict[str, list[float]]]:
+    """Wall, user and system ms of every command of `commands`, interleaved; measured once
+    per session and shared with the CPU scenario."""
+    if "run" in ctx.cache:
+        return ctx.cache["run"]
+    cmds = commands(ctx, pairs)
+    runtimes = runtimes_by(pairs)
+
+    def job(name: str) -> dict[str, float]:
+        cmd = cmds[name]
+        if not name.endswith(WRAPPER):
+            rt = runtimes[name.removesuffix(HELLO)]
+            cmd = [*cmd, ctx.cid(rt, "run")]
+        r = measure.spawn(ctx.env, cmd)
+        return {"wall": r.wall_ms, "user": r.user_ms, "sys": r.sys_ms, "cpu": r.cpu_ms}
+
+    jobs = {name: (lambda n=name: job(n)) for name in cmds}
+    got = measure.interleave(ctx, jobs, ctx.runs, ctx.warmup, "lifecycle: run of true")
+    ctx.cache["run"] = got
+    return got
+
+
 def plot(data: dict[str, Any], out: str) -> list[str]:
     from yacr.bench import plots
 
     return plots.lifecycle(data, out)
+
+
+def _add_runs(res: Result, metric: str, times: dict[str, list[float]], note: str = "") -> None:
+    for name, t in times.items():
+        if name.endswith(WRAPPER):
+            continue
+        if name.endswith(HELLO):
+            continue
+        res.add(metric, name, "ms", t, note=note)
+    for name, t in times.items():
+        if name.endswith(HELLO):
+            res.add(metric.replace("run of true", "run of hello"), name.removesuffix(HELLO),
+                    "ms", t, note="ratios to the references' `run` of busybox `true`",
+                    versus=metric)
+    for name, t in times.items():
+        if name.endswith(WRAPPER) and metric == "run of true":
+            res.add("namespace wrapper alone", name.removesuffix(WRAPPER), "ms", t,
+                    note="runs /bin/true")
 
 
 @registry.scenario("lifecycle", "Lifecycle: `run` of `true`, and create/start/wait/delete",
@@ -110,52 +182,42 @@ def run(ctx: Context) -> Result:
     pairs = ctx.with_bundles("true", res)
     if not pairs:
         raise Skip("no runtime can run the `true` workload")
-    cmds = {rt.name: rt.cmd("run", "--bundle", b, ctx.cid(rt, "run")) for rt, b in pairs}
-    for rt, _ in pairs:
-        if rt.wrapper():
-            cmds[f"{rt.name}-wrapper-only"] = [*rt.wrapper(), "/bin/true"]
-    # The Wasm issue's target: a Wasm hello-world `run` against runc's busybox `true`, in the
-    # same hyperfine session.
-    for rt, _ in pairs:
-        if rt.kind != "native":
-            try:
-                cmds[f"{rt.name}-hello"] = rt.cmd("run", "--bundle", ctx.bundle(rt, "hello"),
-                                                  ctx.cid(rt, "hello"))
-            except Skip as e:
-                ctx.ui.print(f"  no hello for {rt.name}: {e}")
-    runs = ctx.runs
-    with ctx.ui.task(f"lifecycle: hyperfine, run of true ({runs} runs x {len(cmds)})", None):
-        times = hyperfine(cmds, runs, ctx.warmup)
-    for name, t in times.items():
-        if name.endswith("-wrapper-only"):
-            res.add("namespace wrapper alone", name.removesuffix("-wrapper-only"), "ms",
-                    t["times_ms"], note="runs /bin/true")
-        elif name.endswith("-hello"):
-            res.add("run of hello", name.removesuffix("-hello"), "ms", t["times_ms"],
-                    note="ratios to the references' `run` of busybox `true`",
-                    versus="run of true")
-        else:
-            res.add("run of true", name, "ms", t["times_ms"])
-    rss_runs = min(runs, 3 if ctx.quick else 10)
+    got = runs_of_true(ctx, pairs)
+    _add_runs(res, "run of true", {n: f["wall"] for n, f in got.items()})
+    cmds = commands(ctx, pairs)
+    hf = {n: [*c, ctx.cid(runtimes_by(pairs)[n.removesuffix(HELLO)], "hf")]
+          if not n.endswith(WRAPPER) else c for n, c in cmds.items()}
+    try:
+        with ctx.ui.task(f"lifecycle: hyperfine cross-check ({ctx.runs} runs x {len(hf)})",
+                         None):
+            times = hyperfine(hf, ctx.runs, ctx.warmup)
+        _add_runs(res, "run of true, hyperfine", {n: t["times_ms"] for n, t in times.items()
+                                                 if not n.endswith(WRAPPER)})
+        res.raw["hyperfine"] = {k: {f: v for f, v in t.items() if f != "times_ms"}
+                                for k, t in times.items()}
+    except Skip as e:
+        res.skipped["hyperfine cross-check"] = str(e)
+    rss_runs = min(ctx.runs, 3 if ctx.quick else 10)
     rss: dict[str, list[float]] = {}
     with ctx.ui.task("lifecycle: peak RSS of run", rss_runs * len(pairs)) as advance:
         for _ in range(rss_runs):
             for rt, _b in pairs:
                 rss.setdefault(rt.name, []).append(
-                    measure.peak_rss_kib(ctx.env, cmds[rt.name]) / 1024)
+                    measure.peak_rss_kib(ctx.env, [*cmds[rt.name], ctx.cid(rt, "rss")]) / 1024)
                 advance()
     for name, v in rss.items():
         res.add("peak RSS of run", name, "MiB", v)
-    res.raw["hyperfine"] = {k: {f: v for f, v in t.items() if f != "times_ms"}
-                            for k, t in times.items()}
 
     got, _ = sequence(ctx)
     for step in (*STEPS, SEQUENCE):
         for name, fields in got.items():
             # the wait is ~0 for runtimes whose start returns after the exec: no ratio
             res.add(step, name, "ms", fields[step], ratios=step != "wait")
-    res.notes.append("run of true: one hyperfine session (-N), medians; peak RSS: ru_maxrss of "
-                     "the runtime and the children it reaped.")
+    res.notes.append("run of true: runtimes interleaved round by round after warm-up, wall time "
+                     "from spawn to reap; `run of true, hyperfine`: the same commands in one "
+                     "hyperfine session (-N), each command's runs back to back (a cross-check; "
+                     "a busy machine skews it). Peak RSS: ru_maxrss of the runtime and the "
+                     "children it reaped.")
     res.notes.append("create, start, wait, delete: separate invocations as containerd's shim "
                      "makes them, runtimes interleaved round by round; wait = from start "
                      "returning to the container's exit (pidfd).")

@@ -53,14 +53,28 @@ def _save(fig: Any, out: str, name: str, title: str) -> str:
     import matplotlib.pyplot as plt
 
     plt.close(fig)
+    _shrink(path)
     return path
+
+
+def _shrink(path: str) -> None:
+    """Rewrite a PNG with a 256-colour palette: a third of the bytes for flat-coloured
+    charts, so the published plots stay small in the repository."""
+    try:
+        from PIL import Image
+    except ImportError:
+        return
+    with Image.open(path) as im:
+        small = im.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT)
+    small.save(path, optimize=True)
 
 
 def _label(m: dict[str, Any], digits: int = 1) -> str:
     from yacr.bench.report import fmt
 
     text = fmt(m["median"], m["unit"])
-    rs = [f"{v:.2f}\u00d7 {r}" for r, v in m.get("ratios", {}).items() if r in ("runc", "crun")]
+    rs = [f"{v:.2f}\u00d7 {r}" for r, v in m.get("ratios", {}).items()
+          if r.split()[0] in ("runc", "crun")]
     return text + ("\n" + "\n".join(rs) if rs else "")
 
 
@@ -92,10 +106,14 @@ def _bar_panel(ax: Any, ms: list[dict[str, Any]], title: str, ylabel: str,
 def lifecycle(scen: dict[str, Any], out: str) -> list[str]:
     plt = _plt()
     fig, (a, b) = plt.subplots(1, 2, figsize=(12, 5.2))
-    hello = [{**m, "series": f"{m['series']}\nhello"} for m in _ms(scen, "run of hello")]
-    _bar_panel(a, _ms(scen, "run of true") + hello,
-               "`run` of `true`" + (" (and a Wasm hello)" if hello else "") + ", hyperfine",
-               "wall time per container (ms)")
+    hello = [{**m, "series": f"{m['series']}\nWasm hello",
+              "ratios": {f"{r} true": v for r, v in m["ratios"].items()}}
+             for m in _ms(scen, "run of hello")]
+    true = [{**m, "series": m["series"] + ("\nWasm true" if "wasm" in m["series"] else "")}
+            for m in _ms(scen, "run of true")]
+    _bar_panel(a, true + hello,
+               "run of busybox true" + (" (and of a Wasm hello)" if hello else "")
+               + ", runtimes interleaved", "wall time per container (ms)")
     steps = ("create", "start", "wait", "delete")
     series = [m["series"] for m in _ms(scen, "create+start+wait+delete")]
     if series:
@@ -121,7 +139,7 @@ def lifecycle(scen: dict[str, Any], out: str) -> list[str]:
         b.set_xticks(range(len(series)), series)
         b.set_ylim(0, max(bottom) * 1.45)
         b.set_ylabel("wall time per container, medians of each step (ms)")
-        b.set_title("create, start, wait, delete: separate invocations (containerd)")
+        b.set_title("create, start, wait, delete as separate invocations (containerd)")
         b.grid(axis="y", alpha=0.3)
         from matplotlib.patches import Patch
 
@@ -138,7 +156,7 @@ def cpu(scen: dict[str, Any], out: str) -> list[str]:
     plt = _plt()
     from matplotlib.patches import Patch
 
-    groups = [("run of true", "`run` of `true`\n(runtime + container)"),
+    groups = [("run of true", "run of busybox true\n(runtime + container)"),
               ("create+start+delete", "create + start + delete\n(runtime only)")]
     series = [m["series"] for m in _ms(scen, "run of true: user+sys")]
     fig, ax = plt.subplots(figsize=(10, 5.2))
@@ -172,12 +190,12 @@ def cpu(scen: dict[str, Any], out: str) -> list[str]:
 def memory(scen: dict[str, Any], out: str) -> list[str]:
     plt = _plt()
     fig, axes = plt.subplots(1, 3, figsize=(14, 5.2))
-    _bar_panel(axes[0], _ms(scen, "peak RSS of create"), "peak RSS of the runtime's `create`",
+    _bar_panel(axes[0], _ms(scen, "peak RSS of create"), "peak RSS of the runtime's create",
                "peak RSS (MiB)")
     _bar_panel(axes[1], _ms(scen, "PSS per created container"),
                "resident per created, not started container", "PSS per container (MiB)")
     _bar_panel(axes[2], _ms(scen, "PSS per running container"),
-               "per running container (busybox `sleep`)", "PSS per container (MiB)")
+               "per running container (busybox sleep)", "PSS per container (MiB)")
     return [_save(fig, out, "memory.png",
                   "Memory (median; whiskers: interquartile range)")]
 
@@ -200,41 +218,78 @@ def density(scen: dict[str, Any], out: str) -> list[str]:
     ax.set_xlim(left=0)
     ax.set_ylim(bottom=0)
     paths.append(_save(fig, out, "density-boot.png",
-                       "Density: boot time of N sequential `run --detach`"))
+                       "Density: boot time of N sequential run --detach (busybox sleep)"))
 
-    peaks = sorted(((max([max(p["pss_mib"], p["used_mib"]) for p in r["points"]] or [0]),
-                    name) for name, r in ramps.items()), reverse=True)
-    # one runtime far above the others (Wasm engines) would flatten them: add a zoom
-    zoom = len(peaks) > 1 and peaks[0][0] > 4 * max(peaks[1][0], 1)
-    fig, axes = plt.subplots(1, 2 if zoom else 1, figsize=(15 if zoom else 9, 5.8),
-                             squeeze=False)
-    for k, ax in enumerate(axes[0]):
-        for name, r in ramps.items():
-            ns = [p["n"] for p in r["points"]]
-            last = r["points"][-1] if r["points"] else {"pss_mib": 0, "used_mib": 0, "n": 0}
-            ax.plot(ns, [p["used_mib"] for p in r["points"]], marker="o", color=color(name),
-                    label=f"{name}: system memory used, kernel included "
-                          f"({last['used_mib']:,.0f} MiB at {last['n']})")
-            ax.plot(ns, [p["pss_mib"] for p in r["points"]], marker="x", linestyle="--",
-                    color=color(name), alpha=0.8,
-                    label=f"{name}: PSS of its containers' processes "
-                          f"({last['pss_mib']:,.0f} MiB at {last['n']})")
-        ax.set_xlabel("sleeping containers running at once (N)")
-        ax.set_ylabel("memory (MiB)")
-        ax.set_xticks(_ticks(scen))
-        ax.grid(alpha=0.3)
-        ax.set_xlim(left=0)
-        ax.axhline(0, color="#999999", linewidth=0.8)
-        if k == 0:
-            ax.legend(fontsize=7.5, loc="upper left")
-            ax.set_title("all runtimes")
-        else:
-            top = peaks[1][0]
-            ax.set_ylim(min(0, ax.get_ylim()[0]), top * 1.25)
-            ax.set_title(f"zoom on the others ({peaks[0][1]} is off the scale)")
-    paths.append(_save(fig, out, "density-memory.png",
-                       "Density: memory of N sleeping busybox containers"))
+    paths.append(density_memory(scen, out, ramps))
     return paths
+
+
+MARKERS = ("o", "s", "^", "D", "v", "P")
+
+
+def density_memory(scen: dict[str, Any], out: str, ramps: dict[str, Any]) -> str:
+    """Two panels, one line per runtime in each: the PSS of the containers' processes (log
+    scale: a Wasm engine per container is 100x a busybox `sleep`), and system memory used
+    (kernel objects included, linear, zoomed past a runtime far above the others).
+    Runtimes whose lines coincide (the same busybox `sleep`) get distinct markers and are
+    named in the panel, so no line hides another unnoticed."""
+    plt = _plt()
+    fig, (a, b) = plt.subplots(1, 2, figsize=(15, 5.8))
+    names = [n for n, r in ramps.items() if r["points"]]
+    last = {n: ramps[n]["points"][-1] for n in names}
+    for i, n in enumerate(names):
+        pts = ramps[n]["points"]
+        ns = [p["n"] for p in pts]
+        a.plot(ns, [max(p["pss_mib"], 0.01) for p in pts], marker=MARKERS[i % len(MARKERS)],
+               markersize=9 - 1.5 * i, linewidth=2.4 - 0.4 * i, color=color(n),
+               label=f"{n}: {last[n]['pss_mib']:,.0f} MiB at {last[n]['n']}")
+    a.set_yscale("log")
+    a.set_ylabel("PSS of the containers' processes (MiB, log scale)")
+    same = _coinciding(names, ramps, "pss_mib")
+    a.set_title("what the containers' processes map (PSS)"
+                + (f"\n{', '.join(same)}: lines coincide (the same busybox sleep)"
+                   if len(same) > 1 else ""), fontsize=10)
+    a.legend(title="runtime: at the largest N", fontsize=8.5, title_fontsize=8.5,
+             loc="lower right")
+
+    peaks = sorted(((max(p["used_mib"] for p in ramps[n]["points"]), n) for n in names),
+                   reverse=True)
+    far = len(peaks) > 1 and peaks[0][0] > 4 * max(peaks[1][0], 1)
+    for i, n in enumerate(names):
+        pts = ramps[n]["points"]
+        off = far and n == peaks[0][1]
+        b.plot([p["n"] for p in pts], [p["used_mib"] for p in pts],
+               marker=MARKERS[i % len(MARKERS)], markersize=7, color=color(n),
+               label=f"{n}: {last[n]['used_mib']:,.0f} MiB at {last[n]['n']}"
+                     + (" (off the scale)" if off else ""))
+    if far:
+        lo = min(min(p["used_mib"] for p in ramps[n]["points"]) for n in names)
+        b.set_ylim(min(0, lo * 1.1), peaks[1][0] * 1.3)
+    b.axhline(0, color="#999999", linewidth=0.8)
+    b.set_ylabel("system memory used since the first start (MiB)")
+    b.set_title("system-wide, kernel objects included (noisy: other work on the machine)",
+                fontsize=10)
+    b.legend(title="runtime: at the largest N", fontsize=8.5, title_fontsize=8.5,
+             loc="upper center")
+    for ax in (a, b):
+        ax.set_xlabel("sleeping containers running at once (N)")
+        ax.set_xticks(_ticks(scen))
+        ax.set_xlim(left=0)
+        ax.grid(alpha=0.3)
+    return _save(fig, out, "density-memory.png", "Density: memory of N sleeping containers")
+
+
+def _coinciding(names: list[str], ramps: dict[str, Any], key: str) -> list[str]:
+    """The runtimes whose figures stay within 5% of the first such runtime's at every N."""
+    for i, n in enumerate(names):
+        ref = [p[key] for p in ramps[n]["points"]]
+        group = [n] + [m for m in names[i + 1:]
+                       if len(ramps[m]["points"]) == len(ref) and
+                       all(abs(p[key] - r) <= 0.05 * max(abs(r), 0.01)
+                           for p, r in zip(ramps[m]["points"], ref, strict=True))]
+        if len(group) > 1:
+            return group
+    return []
 
 
 def _ticks(scen: dict[str, Any]) -> list[int]:
@@ -271,7 +326,7 @@ def images(scen: dict[str, Any], out: str) -> list[str]:
     ax.set_yticks(list(y), names)
     ax.invert_yaxis()
     ax.set_xscale("log")
-    ax.set_xlim(right=max(m["median"] for m in disk) * 30)
+    ax.set_xlim(right=max(m["median"] for m in disk) * 8)
     ax.set_xlabel("bundle size (KiB, log scale)")
     ax.grid(axis="x", alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
@@ -300,6 +355,9 @@ def concurrency(scen: dict[str, Any], out: str) -> list[str]:
                    if m.get("n", 0) > 1 else None, capsize=3)
             fails = next((f for f in _ms(scen, "failed of N", n) if f["series"] == s), None)
             note = f"\n{fails['max']:.0f} failed" if fails and fails.get("max") else ""
+            leaks = next((f for f in _ms(scen, "leaked items after the batch", n)
+                          if f["series"] == s), None)
+            note += f"\n{leaks['max']:.0f} leaked" if leaks and leaks.get("max") else ""
             ax.text(x, max(m["median"], m.get("q3", 0)) + top * 0.02, _label(m) + note,
                     ha="center", va="bottom", fontsize=8)
     ax.set_xticks(range(len(ns)), [f"N = {n} at once" for n in ns])
@@ -309,6 +367,62 @@ def concurrency(scen: dict[str, Any], out: str) -> list[str]:
     ax.legend(title="runtime", loc="upper left")
     return [_save(fig, out, "concurrency.png",
                   "Concurrency: N parallel create+start+wait+delete (median of rounds)")]
+
+
+def wasm(scen: dict[str, Any], out: str) -> list[str]:
+    """The shootout: compute time per program, native and yacr-wasm side by side, and below
+    it the ratio per program with the geomean, the figure the Wasm issue aims at."""
+    plt = _plt()
+    ms = _ms_all(scen, "shootout compute time")
+    series = list(dict.fromkeys(m["series"] for m in ms))
+    progs = list(dict.fromkeys(m["param"] for m in ms))
+    if len(series) != 2 or not progs:
+        return bars(scen, out, "wasm")
+    ref, other = (series if "native" == series[0] else series[::-1])
+    fig, (a, b) = plt.subplots(2, 1, figsize=(13, 8.5), sharex=True,
+                               gridspec_kw={"height_ratios": [3, 2]})
+    w = 0.4
+    for si, s in enumerate((ref, other)):
+        xs, ys, lo, hi = [], [], [], []
+        for pi, p in enumerate(progs):
+            m = next((x for x in ms if x["series"] == s and x["param"] == p), None)
+            if m:
+                xs.append(pi + (si - 0.5) * w)
+                ys.append(m["median"])
+                lo.append(m["median"] - m.get("q1", m["median"]))
+                hi.append(m.get("q3", m["median"]) - m["median"])
+        a.bar(xs, ys, w * 0.9, color=color(s), yerr=[lo, hi], capsize=2, ecolor="#333333",
+              label=f"{s} ({'gcc -O3' if s == ref else 'clang wasm32-wasi -O3, wasmtime'})")
+    a.set_ylabel("compute time per program (ms)")
+    a.set_title("each program times its own compute loop (container start-up not included); "
+                "median, whiskers: interquartile range", fontsize=9.5)
+    a.grid(axis="y", alpha=0.3)
+    a.legend(fontsize=8.5, loc="upper left")
+    rat = []
+    for p in progs:
+        m = next((x for x in ms if x["series"] == other and x["param"] == p), None)
+        rat.append(m["ratios"].get(ref) if m else None)
+    cols = ["#444444" if p == "geomean" else color(other) for p in progs]
+    top = max([r for r in rat if r] or [1])
+    b.bar(range(len(progs)), [r or 0 for r in rat], 0.6, color=cols)
+    for i, r in enumerate(rat):
+        if r:
+            # above the bar, on white: ratios near 1 would sit on the 1x line
+            b.text(i, r + top * 0.03, f"{r:.2f}\u00d7", ha="center", va="bottom", fontsize=8,
+                   bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.6})
+    b.axhline(1, color="#333333", linewidth=1, linestyle="--", label="1\u00d7: as fast as native")
+    b.legend(fontsize=8.5, loc="upper right")
+    b.set_ylabel(f"{other} \u00f7 {ref} (\u00d7, lower is faster)")
+    b.set_ylim(0, top * 1.25)
+    b.grid(axis="y", alpha=0.3)
+    b.set_xticks(range(len(progs)), [str(p) for p in progs], rotation=30, ha="right")
+    b.set_xlabel("shootout program (geomean: of the medians, so its ratio is the geomean of "
+                 "the ratios)")
+    return [_save(fig, out, "wasm.png", scen.get("title", "Wasm execution"))]
+
+
+FALLBACK = {"wasm": wasm}
+"""Plots for scenarios that bring none of their own (the Wasm plugin's), by name."""
 
 
 def _ms_all(scen: dict[str, Any], metric: str) -> list[dict[str, Any]]:

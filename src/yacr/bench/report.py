@@ -103,7 +103,7 @@ def _largest_common(scen: dict[str, Any], metric: str) -> Any:
 
 
 HEADLINE = [
-    ("lifecycle", "run of true", None, "`run` of busybox `true`"),
+    ("lifecycle", "run of true", None, "`run` of `true` (busybox; a Wasm `true` for yacr-wasm)"),
     ("lifecycle", "run of hello", None, "`run` of a hello (Wasm: ratios to busybox `true`)"),
     ("lifecycle", "create+start+wait+delete", None, "create, start, wait, delete (containerd)"),
     ("lifecycle", "peak RSS of run", None, "peak RSS of `run`"),
@@ -145,6 +145,54 @@ def headline(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return cols, out
 
 
+# -- targets -------------------------------------------------------------------------------
+
+def targets(results: dict[str, Any]) -> list[str]:
+    """The figures other issues target, one line each, with the target and whether this run
+    meets it: what a reader checks the README's claims against."""
+    out = []
+    scen = results["scenarios"].get("lifecycle", {})
+    if scen.get("status") == "ok":
+        ms = scen["measurements"]
+        y = find(ms, "run of true", "yacr")
+        r = y and y["ratios"].get("runc")
+        if r:
+            out.append(f"yacr ÷ runc, `run` of busybox `true`: {_verdict(r, 0.75)}")
+        w = find(ms, "run of hello", "yacr-wasm")
+        r = w and w["ratios"].get("runc")
+        if r:
+            out.append("yacr-wasm `run` of a Wasm hello ÷ runc `run` of busybox `true`: "
+                       + _verdict(r, 0.5))
+    scen = results["scenarios"].get("density", {})
+    if scen.get("status") == "ok":
+        metric = "memory of N sleeping containers (PSS)"
+        n = _largest_common(scen, metric)
+        parts = []
+        for s in results.get("runtimes", {}):
+            pss = find(scen["measurements"], metric, s, n)
+            used = find(scen["measurements"], "system memory used by N sleeping containers",
+                        s, n)
+            if pss:
+                parts.append(f"{s} {fmt(pss['median'], 'MiB')} PSS"
+                             + (f" / {fmt(used['median'], 'MiB')} system" if used else ""))
+        if parts and n:
+            out.append(f"memory of {n} idle (sleeping) containers: " + "; ".join(parts)
+                       + ("" if n >= 500 else " (fewer than the 500 the issue asks for)"))
+    scen = results["scenarios"].get("wasm", {})
+    if scen.get("status") == "ok":
+        g = find(scen["measurements"], "shootout compute time", "yacr-wasm", "geomean")
+        r = g and g["ratios"].get("native")
+        if r:
+            programs = len({m["param"] for m in scen["measurements"]}) - 1
+            out.append(f"Wasm shootout, yacr-wasm ÷ native, geomean of {programs} programs: "
+                       + _verdict(r, 1.3, "aim"))
+    return out
+
+
+def _verdict(r: float, limit: float, what: str = "target") -> str:
+    return f"**{r:.2f}\u00d7** ({what} ≤ {limit}\u00d7: {'met' if r <= limit else 'not met'})"
+
+
 # -- writers -------------------------------------------------------------------------------
 
 def write(results: dict[str, Any], out: str, ui: UI | None = None) -> list[str]:
@@ -157,7 +205,8 @@ def write(results: dict[str, Any], out: str, ui: UI | None = None) -> list[str]:
         scen["plots"] = []
         d = registry.SCENARIOS.get(name)
         if scen.get("status") == "ok" and scen.get("measurements"):
-            draw = d.plot if d and d.plot else (lambda s, o, n=name: plots.bars(s, o, n))
+            draw = d.plot if d and d.plot else plots.FALLBACK.get(
+                name, lambda s, o, n=name: plots.bars(s, o, n))
             try:
                 scen["plots"] = [os.path.basename(p) for p in draw(scen, out)]
             except Exception as e:  # noqa: BLE001 - a plot must not lose the measurements
@@ -172,20 +221,24 @@ def write(results: dict[str, Any], out: str, ui: UI | None = None) -> list[str]:
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["scenario", "metric", "N", "series", "unit", "median", "q1", "q3", "min",
-                    "max", "n", "vs_runc", "vs_crun", "vs_busybox"])
+                    "max", "n", "vs_runc", "vs_crun", "vs_busybox", "vs_native"])
         for sname, scen in results["scenarios"].items():
             for m in scen.get("measurements", []):
                 w.writerow([sname, m["metric"], "" if m["param"] is None else m["param"],
                             m["series"], m["unit"],
                             *[_num(m.get(k)) for k in ("median", "q1", "q3", "min", "max")],
                             m.get("n", 0),
-                            *[_num(m["ratios"].get(r)) for r in ("runc", "crun", "busybox")]])
+                            *[_num(m["ratios"].get(r)) for r in CSV_REFS]])
     written.append(path)
     path = os.path.join(out, "summary.md")
     with open(path, "w") as f:
         f.write(markdown(results))
     written.append(path)
     return written
+
+
+CSV_REFS = ("runc", "crun", "busybox", "native")
+"""The references with a ratio column in results.csv (runtimes, images, the shootout)."""
 
 
 def _num(v: float | None) -> str:
@@ -207,8 +260,61 @@ def describe_runtimes(results: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def markdown(results: dict[str, Any]) -> str:
-    """summary.md: how it was measured, the headline table, then every scenario."""
+RATIOS_HELP = (
+    "How to read the ratios: a ratio is this run's median of one series divided by the median "
+    "of the reference series for the same figure (and the same N), both measured in the same "
+    "session, runtimes interleaved round by round. Below 1\u00d7 the series needs less time or "
+    "memory than the reference; 0.75\u00d7 means 25% less. Absolute times move by ±10% or more "
+    "from one session to the next on a shared machine and depend on the machine; the ratios "
+    "are what carries over. Small cells under a median give the interquartile range "
+    "(q1\u2013q3) of its samples.")
+
+
+def wide_rows(scen: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """A scenario as one row per figure (and N): the series side by side, each median with
+    its interquartile range, then each other series' ratios to the references."""
+    refs = scen["references"]
+    ms = scen["measurements"]
+    series = list(dict.fromkeys(m["series"] for m in ms))
+    others = [s for s in series if s not in refs]
+    pairs = [(s, r) for s in others for r in refs
+             if any(m["series"] == s and r in m["ratios"] for m in ms)]
+    has_n = any(m["param"] is not None for m in ms)
+    counts = all(isinstance(m["param"], int) for m in ms if m["param"] is not None)
+    cols = ["figure", *([("N" if counts else "case")] if has_n else []), *series,
+            *[f"{s} ÷ {r}" for s, r in pairs]]
+    keys = list(dict.fromkeys((m["metric"], m["param"]) for m in ms))
+    out = []
+    last = None
+    for metric, param in keys:
+        row = [metric if metric != last else ""]
+        last = metric
+        if has_n:
+            row.append("" if param is None else str(param))
+        for s in series:
+            m = find(ms, metric, s, param)
+            row.append(_cell(m) if m else "")
+        for s, r in pairs:
+            m = find(ms, metric, s, param)
+            row.append(ratio(m["ratios"].get(r)) if m else "")
+        out.append(row)
+    return cols, out
+
+
+def _cell(m: dict[str, Any]) -> str:
+    text = fmt(m.get("median"), m["unit"])
+    if m.get("n", 0) > 1 and m.get("q1") is not None and m["q3"] > m["q1"]:
+        lo, hi = fmt(m["q1"], ""), fmt(m["q3"], "")
+        if m["unit"] not in ("", "KiB"):
+            lo, hi = fmt(m["q1"], "x")[:-2], fmt(m["q3"], "x")[:-2]
+        text += f" <sub>{lo}\u2013{hi}</sub>"
+    return text
+
+
+def markdown(results: dict[str, Any], images: str = "", heading: str = "###") -> str:
+    """summary.md (and the body of a published BENCHMARKS.md): how it was measured, the
+    targets, the headline table, then every scenario with its plots (`images` prefixes
+    their paths)."""
     lines = [f"Measured with `{results['command']}` on {results['date']}, "
              f"{results['machine']}.", "",
              f"Runtimes: {describe_runtimes(results)}."]
@@ -217,27 +323,83 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(f"{name} runs {r['note']}.")
     for name, why in results.get("skipped_runtimes", {}).items():
         lines.append(f"Skipped {name}: {why}.")
-    lines.append("")
+    if results.get("quick"):
+        lines.append("**--quick run: small samples for a smoke test, not figures to quote.**")
+    lines += ["", RATIOS_HELP, ""]
+    tg = targets(results)
+    if tg:
+        lines += ["Targets:", "", *[f"- {t}" for t in tg], ""]
     cols, hrows = headline(results)
     if hrows:
-        lines += ["Medians; ratios below 1 mean yacr needs less.", "", *_md_table(cols, hrows),
-                  ""]
+        lines += ["Headline, medians; ratios below 1 mean yacr needs less:", "",
+                  *_md_table(cols, hrows), ""]
     for name, scen in results["scenarios"].items():
-        lines.append(f"### {scen.get('title', name)}")
+        # a scenario reusing another's measurements (cpu) took no time of its own
+        took = f" ({scen['seconds']:.0f} s)" if (scen.get("seconds") or 0) >= 1 else ""
+        lines.append(f"{heading} {scen.get('title', name)}{took}")
         lines.append("")
         if scen.get("status") != "ok":
             lines += [f"{scen.get('status')}: {scen.get('reason', '')}", ""]
             continue
-        lines += _md_table(*rows(scen))
+        for p in scen.get("plots", []):
+            lines += [f"![{name}]({images}{p})", ""]
+        lines += _md_table(*wide_rows(scen))
         lines.append("")
         for what, why in scen.get("skipped", {}).items():
             lines.append(f"- skipped {what}: {why}")
         for n in scen.get("notes", []):
             lines.append(f"- {n}")
         lines.append("")
-        for p in scen.get("plots", []):
-            lines += [f"![{name}]({p})", ""]
     return "\n".join(lines) + "\n"
+
+
+PUBLISHED = "BENCHMARKS.md"
+"""The page `--publish DIR` writes into DIR, beside DIR/bench/*.png."""
+
+
+def publish(results: dict[str, Any], out: str, docs: str) -> list[str]:
+    """Copy the plots of a run in `out` to docs/bench/ and write docs/BENCHMARKS.md around
+    its summary, so the published page is regenerated from any later run by one command
+    (`yacr bench --report-only --out DIR --publish docs`) and never edited by hand."""
+    import shutil
+
+    dest = os.path.join(docs, "bench")
+    os.makedirs(dest, exist_ok=True)
+    pngs = [p for s in results["scenarios"].values() for p in s.get("plots", [])]
+    for old in os.listdir(dest):
+        if old.endswith(".png") and old not in pngs:
+            os.unlink(os.path.join(dest, old))
+    written = []
+    for p in pngs:
+        shutil.copyfile(os.path.join(out, p), os.path.join(dest, p))
+        written.append(os.path.join(dest, p))
+    page = [
+        "# Benchmarks",
+        "",
+        "<!-- Generated by `yacr bench --publish`; do not edit: re-run it instead. -->",
+        "",
+        "yacr side by side with runc and crun (and yacr running Wasm modules), every "
+        "scenario of `yacr bench` from one session of it: start-up time, CPU, memory, "
+        "density up to 1500 containers, image size, concurrency and Wasm execution.",
+        "",
+        "To reproduce on your machine, as root (see `yacr bench --help` for scenarios, "
+        "`--runtimes`, `--runs` and `--quick`):",
+        "",
+        "```sh",
+        "make bench                  # every scenario into build/bench: results.json, "
+        "results.csv, PNGs, summary.md",
+        "make bench PUBLISH=docs     # the same, then rewrites this page and docs/bench/*.png",
+        ".venv/bin/yacr bench --report-only --out build/bench --publish docs  "
+        "# republish a finished run",
+        "```",
+        "",
+        markdown(results, images="bench/", heading="##"),
+    ]
+    path = os.path.join(docs, PUBLISHED)
+    with open(path, "w") as f:
+        f.write("\n".join(page))
+    written.append(path)
+    return written
 
 
 def show(ui: UI, name: str, scen: dict[str, Any]) -> None:
@@ -257,6 +419,10 @@ def show(ui: UI, name: str, scen: dict[str, Any]) -> None:
 
 
 def show_headline(ui: UI, results: dict[str, Any]) -> None:
+    from rich.markup import escape
+
     cols, rs = headline(results)
     if rs:
         ui.table("Headline (medians)", cols, rs, right=set(range(1, len(cols))), sections=False)
+    for t in targets(results):
+        ui.print("  " + escape(t.replace("**", "")))

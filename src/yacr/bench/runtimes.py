@@ -299,18 +299,22 @@ def machine_description() -> str:
     cpus = os.cpu_count()
     mem = 0
     model = ""
+    vm = False
     try:
         with open("/proc/meminfo") as f:
             mem = round(int(f.readline().split()[1]) / 1024 / 1024)
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
+                if line.startswith("model name") and not model:
                     model = line.split(":", 1)[1].strip()
+                elif line.startswith("flags"):
+                    # CPUID's hypervisor bit: the CPUs are virtual, and shared with others
+                    vm = " hypervisor" in line
                     break
     except OSError:
         pass
     u = os.uname()
     cg = "hybrid cgroups" if _hybrid() else (
         "cgroup v2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "cgroup v1")
-    cpu = f"{cpus} CPUs ({model})" if model else f"{cpus} CPUs"
-    return f"{u.machine}, {cpu}, {mem} GiB, Linux {u.release}, {cg}"
+    cpu = f"{cpus} {'vCPUs' if vm else 'CPUs'}" + (f" ({model})" if model else "")
+    return f"{'a VM, ' if vm else ''}{u.machine}, {cpu}, {mem} GiB, Linux {u.release}, {cg}"
