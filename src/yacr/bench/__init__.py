@@ -138,6 +138,7 @@ def _measure(a: argparse.Namespace, out: str, runs: int, wanted: list[Any],
         "format": report.FORMAT, "date": time.strftime("%Y-%m-%d %H:%M %Z"),
         "machine": runtimes.machine_description(),
         "command": " ".join(["yacr bench", *argv]), "runs": runs, "quick": a.quick,
+        "load": {"start": os.getloadavg()[0], "cpus": os.cpu_count()},
         "runtimes": {}, "skipped_runtimes": {}, "scenarios": {}}
     failed = False
     with UI() as ui:
@@ -177,6 +178,7 @@ def _measure(a: argparse.Namespace, out: str, runs: int, wanted: list[Any],
                 results["scenarios"][d.name] = scen
                 report.show(ui, d.name, scen)
         finally:
+            results["load"]["end"] = os.getloadavg()[0]
             left = measure.sweep(env, rts)
             if left:
                 ui.warn(f"deleted {len(left)} containers left over: {left[:5]}")

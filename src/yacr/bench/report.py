@@ -263,7 +263,8 @@ def describe_runtimes(results: dict[str, Any]) -> str:
 RATIOS_HELP = (
     "How to read the ratios: a ratio is this run's median of one series divided by the median "
     "of the reference series for the same figure (and the same N), both measured in the same "
-    "session, runtimes interleaved round by round. Below 1\u00d7 the series needs less time or "
+    "session (repeated timings with the runtimes interleaved round by round; density ramps "
+    "one runtime after another). Below 1\u00d7 the series needs less time or "
     "memory than the reference; 0.75\u00d7 means 25% less. Absolute times move by ±10% or more "
     "from one session to the next on a shared machine and depend on the machine; the ratios "
     "are what carries over. Small cells under a median give the interquartile range "
@@ -323,6 +324,15 @@ def markdown(results: dict[str, Any], images: str = "", heading: str = "###") ->
             lines.append(f"{name} runs {r['note']}.")
     for name, why in results.get("skipped_runtimes", {}).items():
         lines.append(f"Skipped {name}: {why}.")
+    load = results.get("load", {})
+    if load.get("start") is not None and load.get("end") is not None:
+        # other work on the machine is what makes one session's figures move: say how much
+        lines.append(f"Load average (1 min) at the start and the end: {load['start']:.1f}, "
+                     f"{load['end']:.1f}, on {load.get('cpus', '?')} CPUs"
+                     + (" (other work was running)." if max(load["start"], load["end"]) >= 1
+                        else "."))
+    if results.get("note"):
+        lines.append(results["note"])
     if results.get("quick"):
         lines.append("**--quick run: small samples for a smoke test, not figures to quote.**")
     lines += ["", RATIOS_HELP, ""]
