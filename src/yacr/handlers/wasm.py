@@ -187,6 +187,11 @@ class Wasm(Handler):
         if not want_filter and log is not None:
             log.warn(f"annotations.{SECCOMP_ANNOTATION}=off: the wasm engine runs "
                      "without its syscall allowlist (for debugging only)")
+        if fs.normpath(proc.cwd or "/") != "/" and log is not None:
+            # WASI preview 1 has no working directory: wasi-libc starts every module in
+            # "/" (it reads no PWD), so relative paths would silently miss process.cwd.
+            log.warn(f"process.cwd={proc.cwd}: a wasm module starts in / (WASI has no "
+                     "working directory); its relative paths resolve from the root")
         # imported here, not in the thread: an import holds the GIL, the loading does not
         from yacr.wasm import allowlist, cache  # noqa: F401
 
@@ -256,8 +261,18 @@ class Wasm(Handler):
         # Python handlers never run while wasm code runs, and pid 1 ignores signals it has
         # no handler for: block them here and let a thread wait for them and exit.
         sigs = set(STOP_SIGNALS)
+        # The engine's WASI layer makes a tokio runtime on the first call: one worker is
+        # enough for a single-threaded guest, and a fixed count spares the CPU-count probe
+        # (cgroup and sysfs reads, which the allowlist refuses). This is init's own
+        # environment, not the module's (that is process.env, given to WASI).
+        posix.putenv(b"TOKIO_WORKER_THREADS", b"1")
         _signal.pthread_sigmask(_signal.SIG_BLOCK, sigs)
-        _thread.start_new_thread(_exit_on_signal, (sigs,))
+        ready = _thread.allocate_lock()
+        ready.acquire()
+        _thread.start_new_thread(_exit_on_signal, (sigs, ready))
+        # The thread's start-up (its gettid, its rseq area) happens before the allowlist,
+        # which can then leave those calls out.
+        ready.acquire()
         if self.filter is not None:
             # A wasm process never execs, so no_new_privs costs it nothing, and it lets the
             # filter load without CAP_SYS_ADMIN.
@@ -266,7 +281,8 @@ class Wasm(Handler):
         posix._exit(prepared.run())
 
 
-def _exit_on_signal(sigs: set[int]) -> None:
+def _exit_on_signal(sigs: set[int], ready: Any) -> None:
+    ready.release()
     sig = _signal.sigwait(sigs)
     posix._exit(128 + sig)
 

@@ -6,11 +6,14 @@ only the syscalls of running guest code (and of the thread waiting for stop
 signals) need to be allowed.
 The list was measured with strace over the sample modules (file I/O under the
 preopened root, directory listing, clocks, randomness, sleep, stdio on a pipe
-and a terminal, memory growth, traps, exit codes, signals). Anything else fails
-with EPERM, which WASI reports to the module as an ordinary error (`symlink`,
-for example: path_symlink is WASI, but not in the list), so a misbehaving engine
-cannot reach the rest of the kernel. Docker's default profile allows over 300
-syscalls, gVisor's host filter about 70, Nabla 7.
+and a terminal, memory growth, traps, exit codes, signals). Anything else kills
+the whole process with SIGSYS (exit status 159), rather than failing softly: a
+call outside the list means the engine does something it was never measured
+doing (`symlink`, for example: path_symlink is WASI, but symlinkat is not in the
+list), so it cannot reach the rest of the kernel. Only a few optional calls
+that new threads make answer EPERM, and clone3 ENOSYS (see REFUSED).
+Docker's default profile allows over 300 syscalls, gVisor's host filter about
+70, Nabla 7.
 
 It applies to every thread (TSYNC). Turn it off for debugging with the
 annotation io.github.yacr.wasm.seccomp=off (a warning says so).
@@ -34,21 +37,32 @@ if TYPE_CHECKING:
     from yacr.wasm.cache import Cache
 
 SYSCALLS = (
-    # stdio, and files and directories under the preopened root
-    "read", "write", "pread64", "pwrite64", "lseek", "close", "openat", "openat2", "statx",
-    "getdents64", "fcntl", "ioctl", "ftruncate", "fsync", "mkdirat", "unlinkat", "renameat",
-    "readlinkat", "utimensat",
-    # linear memory growth and the engine's allocator
-    "mmap", "munmap", "mprotect", "madvise",
+    # stdio, and files and directories under the preopened root (openat2 with RESOLVE_BENEATH,
+    # openat for reopening a directory relative to its fd), fd_sync and fd_datasync
+    "read", "write", "pread64", "pwrite64", "close", "openat", "openat2", "statx",
+    "getdents64", "fcntl", "ioctl", "ftruncate", "fsync", "fdatasync", "mkdirat", "unlinkat",
+    "renameat", "readlinkat", "utimensat",
+    # linear memory growth and the engine's allocator (glibc's main arena grows with brk:
+    # listing a directory of a few thousand entries needs it)
+    "brk", "mmap", "munmap", "mprotect", "madvise",
     # the engine's WASI worker threads (a tokio runtime made on the first WASI call), sleeps
-    "rseq", "gettid", "futex", "epoll_create1", "epoll_ctl", "epoll_wait", "eventfd2",
-    # traps, the stop-signal thread, randomness, exit
-    "rt_sigreturn", "rt_sigprocmask", "sigaltstack", "rt_sigtimedwait", "getrandom", "exit",
-    "exit_group",
+    "futex", "epoll_create1", "epoll_ctl", "epoll_wait", "eventfd2",
+    # traps, signals (a sleep interrupted by the freezer or a tracer resumes through
+    # restart_syscall), randomness, clock_res_get (clock_time_get goes through the vDSO), exit
+    "rt_sigreturn", "restart_syscall", "rt_sigprocmask", "sigaltstack", "rt_sigtimedwait",
+    "getrandom", "clock_getres", "exit", "exit_group",
 )
-# Optional calls a new thread makes (glibc's robust futex list, a thread's name,
-# its CPU count): refused with EPERM, which their callers tolerate, rather than allowed.
-REFUSED = ("set_robust_list", "prctl", "sched_getaffinity")
+# Optional calls, refused with EPERM, which their callers tolerate, rather than allowed: what
+# a new thread makes (glibc's robust futex list, a thread's name, its CPU count, which
+# TOKIO_WORKER_THREADS spares), gettid, which only the stop-signal thread's start-up
+# makes (the filter is loaded once that thread waits), and lseek: the engine keeps file
+# positions itself (fd_seek and fd_tell make no syscall, fd_read and fd_write use pread and
+# pwrite), and only a CPU-count probe would read a file with std's lseek.
+REFUSED = ("set_robust_list", "prctl", "sched_getaffinity", "gettid", "lseek")
+# Skipped, and reported as done (seccomp's errno 0 is a success): advice (fd_advise), and a
+# new thread's rseq registration, which glibc treats as fatal if it fails; unregistered, the
+# area keeps its "no CPU id" value and sched_getcpu asks the vDSO instead.
+IGNORED = ("fadvise64", "rseq")
 # Threads only: clone3's flags are out of a filter's reach, so it answers ENOSYS (glibc then
 # uses clone), and clone is allowed only with CLONE_THREAD: no new process, no namespace.
 CLONE_THREAD = 0x10000
@@ -77,6 +91,8 @@ def build_filter(log: Log | None, instantiate: bool = False) -> Filter:
                                            "valueTwo": CLONE_THREAD}]},
                                 {"names": list(REFUSED), "action": "SCMP_ACT_ERRNO",
                                  "errnoRet": 1},
+                                {"names": list(IGNORED), "action": "SCMP_ACT_ERRNO",
+                                 "errnoRet": 0},
                                 {"names": ["clone3"], "action": "SCMP_ACT_ERRNO",
                                  "errnoRet": 38}]},
                   log, "wasm seccomp allowlist")
@@ -93,7 +109,7 @@ _FILTER_FLAG_TSYNC = 1
 
 
 def ident(instantiate: bool = False) -> str:
-    rules = repr((SYSCALLS, REFUSED, CLONE_THREAD, "kill_process", "tsync",
+    rules = repr((SYSCALLS, REFUSED, IGNORED, CLONE_THREAD, "kill_process", "tsync",
                   FOR_INSTANTIATION if instantiate else ()))
     return f"seccomp-bpf;{posix.uname().machine};" + _sha256.sha256(rules.encode()).hexdigest()
 

@@ -2,6 +2,9 @@
  * WASI mapping (args, env, files under the preopened root, stdio, exit codes), or misbehaves
  * on purpose (trap, memory growth, endless loop, a syscall the allowlist denies). */
 #include <dirent.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/stat.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,7 +14,7 @@
 
 static int usage(void) {
     fprintf(stderr, "usage: probe args|env|cat F|write F TEXT|ls D|exit N|trap|grow MB|"
-                    "spin|sleep S|symlink T L|cwd|stdin|tty|clock\n");
+                    "spin|sleep S [F]|symlink T L|cwd|stdin|tty|clock|fsops DIR\n");
     return 2;
 }
 
@@ -75,9 +78,15 @@ int main(int argc, char **argv) {
         for (;;) n++;
     }
     if (!strcmp(cmd, "sleep") && argc > 2) {
+        if (argc > 3) {  /* read a file first: the engine keeps an idle I/O thread */
+            FILE *f = fopen(argv[3], "r");
+            if (!f) { fprintf(stderr, "open %s: %s\n", argv[3], strerror(errno)); return 1; }
+            fclose(f);
+        }
         printf("sleeping\n");
         fflush(stdout);
         sleep((unsigned)atoi(argv[2]));
+        printf("slept\n");
         return 0;
     }
     if (!strcmp(cmd, "symlink") && argc > 3) {
@@ -109,6 +118,43 @@ int main(int argc, char **argv) {
         unsigned char r[8];
         getentropy(r, sizeof r);
         printf("time %lld random %02x%02x\n", (long long)ts.tv_sec, r[0], r[1]);
+        return 0;
+    }
+    if (!strcmp(cmd, "fsops") && argc > 2) {
+        /* the WASI file calls an ordinary program makes, each of which must pass the
+         * allowlist: a failure prints its step, a denied syscall kills the process */
+        char a[512], b[512];
+        snprintf(a, sizeof a, "%s/f", argv[2]);
+        snprintf(b, sizeof b, "%s/g", argv[2]);
+        int fd = open(a, O_CREAT | O_RDWR | O_TRUNC, 0644);
+        if (fd < 0) { printf("open: %s\n", strerror(errno)); return 1; }
+        if (write(fd, "abcdef", 6) != 6) { printf("write failed\n"); return 1; }
+        if (pwrite(fd, "XY", 2, 1) != 2) { printf("pwrite failed\n"); return 1; }
+        char buf[8] = {0};
+        if (pread(fd, buf, 3, 0) != 3 || strcmp(buf, "aXY")) { printf("pread\n"); return 1; }
+        if (lseek(fd, 0, SEEK_END) != 6) { printf("lseek\n"); return 1; }
+        if (fsync(fd) || fdatasync(fd)) { printf("sync: %s\n", strerror(errno)); return 1; }
+        posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);  /* advisory: errors ignored */
+        if (ftruncate(fd, 2)) { printf("ftruncate: %s\n", strerror(errno)); return 1; }
+        struct stat st;
+        if (fstat(fd, &st) || st.st_size != 2) { printf("fstat\n"); return 1; }
+        int fl = fcntl(fd, F_GETFL);
+        if (fl < 0 || fcntl(fd, F_SETFL, fl | O_APPEND)) { printf("fcntl\n"); return 1; }
+        close(fd);
+        struct timespec ts[2] = {{1, 0}, {2, 0}};
+        if (utimensat(AT_FDCWD, a, ts, 0)) { printf("utimensat: %s\n", strerror(errno)); return 1; }
+        if (stat(a, &st) || st.st_mtime != 2) { printf("stat\n"); return 1; }
+        if (rename(a, b)) { printf("rename: %s\n", strerror(errno)); return 1; }
+        snprintf(a, sizeof a, "%s/d", argv[2]);
+        if (mkdir(a, 0755) || rmdir(a)) { printf("mkdir/rmdir: %s\n", strerror(errno)); return 1; }
+        if (unlink(b)) { printf("unlink: %s\n", strerror(errno)); return 1; }
+        if (access(b, F_OK) == 0) { printf("still there\n"); return 1; }
+        sched_yield();
+        struct timespec res;
+        clock_getres(CLOCK_MONOTONIC, &res);
+        struct timespec nap = {0, 1000000};
+        nanosleep(&nap, NULL);
+        printf("fsops ok\n");
         return 0;
     }
     return usage();
