@@ -525,10 +525,16 @@ def _surrogates(s: str) -> bool:
 def test_fuzz_cli(env):
     existing = f"fz-cli-{uuid.uuid4().hex[:8]}"
     env.rt.ids.add(existing)
-    (env.bundle / "config.json").write_text(json.dumps(busybox_spec(env.rootfs, ["true"],
-                                                                    readonly=False)))
+    config = json.dumps(busybox_spec(env.rootfs, ["true"], readonly=False)).encode()
+    (env.bundle / "config.json").write_bytes(config)
 
     def body(argv: list[str]) -> None:
+        # `yacr spec` (in the working directory or --bundle) writes the default config: an
+        # interactive sh on a terminal, which a later `run` would rightly wait on forever
+        (env.base / "config.json").unlink(missing_ok=True)
+        cfg = env.bundle / "config.json"
+        if not cfg.exists() or cfg.read_bytes() != config:
+            cfg.write_bytes(config)
         # a created container to act on, made again when the previous example ended it
         init = _init_of(env, existing)
         if init is None:
@@ -569,3 +575,28 @@ def test_line_boundaries_in_quoted_values_stay_on_one_line(env, odd):
     check_outcome(p)
     assert p.returncode != 0 and repr(odd)[1:-1] in p.stderr, p.stderr
     check_no_leak(env, [cid])
+
+
+def test_process_file_that_is_not_an_object(env):
+    """`make fuzz` found `exec --process` with a file holding just `0`: an internal error
+    (AttributeError) instead of a one-line refusal."""
+    cid = f"fz-pobj-{uuid.uuid4().hex[:8]}"
+    env.rt.ids.add(cid)
+    b = env.base / "pobj-bundle"
+    b.mkdir()
+    (b / "config.json").write_text(json.dumps(busybox_spec(env.rootfs, ["sleep", "100000"],
+                                                           readonly=False)))
+    assert yacr(env, "run", "-d", "--bundle", str(b), cid).returncode == 0
+    init = json.loads(yacr(env, "state", cid).stdout)["pid"]
+    pf = env.base / "pobj.json"
+    try:
+        for text, kind in (("0", "a number"), ("[]", "an array"), ('"sh"', "a string"),
+                           ("null", "null"), ("true", "a boolean")):
+            pf.write_text(text)
+            p = yacr(env, "exec", "--process", str(pf), cid)
+            check_outcome(p)
+            assert p.returncode == 1 and "--process file" in p.stderr, p.stderr
+            assert f"expected an object, got {kind}" in p.stderr, p.stderr
+        check_no_leak(env, [], keep={init}, keep_ids={cid})
+    finally:
+        yacr(env, "delete", "--force", cid)

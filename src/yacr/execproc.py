@@ -17,7 +17,7 @@ from yacr.cgroups import join_self
 from yacr.errors import StateError, UsageError, YacrError
 from yacr.linux import sys as S
 from yacr.linux.namespaces import PROC_NAMES
-from yacr.spec import Process, read_json_file
+from yacr.spec import Process, obj, read_json_file
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -42,7 +42,8 @@ def exec_cli(ctx: Context, o: dict[str, Any], args: list[str]) -> int:
     if status == "creating":
         raise StateError("cannot exec in a container that is being created")
     if o["process"]:
-        proc = Process(read_json_file(o["process"], "--process file"), "process")
+        proc = Process(obj(read_json_file(o["process"], "--process file"), "--process file"),
+                       "process")
     else:
         if not cmd:
             raise UsageError("exec: missing the command to run (or --process FILE)")
