@@ -76,6 +76,8 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
     default_runtime_name = "yacr"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.yacr]
       runtime_type = "io.containerd.runc.v2"
+      # the pod annotations that reach each container's config.json (the wasm handler's)
+      pod_annotations = ["run.oci.handler", "module.wasm.image/variant"]
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.yacr.options]
         BinaryName = "{yacr}"
         Root = "{b}/yacr-root"

@@ -4,12 +4,15 @@ annotation, on an OCI image whose rootfs is only the module (built here from C).
 from __future__ import annotations
 
 import shutil
+import uuid
 
 import pytest
 
+from client_util import wait_for
 from conftest import BUILD
 from oci_image import build_oci_archive
 from test_containerd import BINARIES, containerd, ctr  # noqa: F401 - the private daemon
+from test_cri import cri  # noqa: F401 - the private daemon with a CRI `yacr` handler
 
 pytestmark = pytest.mark.skipif(
     any(shutil.which(b) is None for b in (*BINARIES, "clang")),
@@ -53,3 +56,67 @@ def test_ctr_kills_a_running_module(ctr, wasm_image):  # noqa: F811
     assert p.returncode == 0, p.stderr
     ctr.wait_status(cid, "STOPPED", timeout=5)
     ctr("task", "delete", cid)
+
+
+# --- Kubernetes: a pod whose containers are picked by compat-smart ---------------------------
+
+CRI_WASM_IMAGE = "docker.io/library/yacr-wasm:cri"
+
+
+def test_cri_pod_mixes_wasm_and_native_containers(cri, tmp_path):  # noqa: F811
+    """What a RuntimeClass pod gets: the pod annotation module.wasm.image/variant=compat-smart
+    (passed through by the handler's pod_annotations) makes the module a wasm container and
+    leaves the pause container and a busybox sidecar native, in one pod."""
+    from test_cri import IMAGE
+    from yacr.wasm.build import build_samples, wasm_rootfs
+
+    pb, rt = cri.pb, cri.rt
+    mods = build_samples(str(BUILD / "wasm"))
+    root = wasm_rootfs(str(tmp_path / "rootfs"), {"probe.wasm": mods["probe"]})
+    tar = build_oci_archive(root, str(tmp_path / "wasm.tar"), CRI_WASM_IMAGE)
+    p = cri.ctr("image", "import", tar)
+    assert p.returncode == 0, p.stderr
+    if not cri.has_image(CRI_WASM_IMAGE):
+        cri.stop_daemon()  # containerd 1.6's CRI plugin learns imported images at start
+        cri.start()
+    assert cri.has_image(CRI_WASM_IMAGE)
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    sandbox = pb.PodSandboxConfig(
+        metadata=pb.PodSandboxMetadata(name="wasm-pod", uid=uuid.uuid4().hex,
+                                       namespace="default", attempt=0),
+        annotations={"module.wasm.image/variant": "compat-smart"},
+        log_directory=str(logs),
+        linux=pb.LinuxPodSandboxConfig(security_context=pb.LinuxSandboxSecurityContext(
+            namespace_options=pb.NamespaceOption(network=pb.NODE))))
+    sid = rt.RunPodSandbox(pb.RunPodSandboxRequest(config=sandbox, runtime_handler="yacr"),
+                           timeout=120).pod_sandbox_id
+    made = []
+    try:
+        for name, image, cmd in (("wasm", CRI_WASM_IMAGE, ["/probe.wasm", "exit", "7"]),
+                                 ("native", IMAGE, ["sh", "-c", "echo native; exit 5"])):
+            cid = rt.CreateContainer(pb.CreateContainerRequest(
+                pod_sandbox_id=sid, sandbox_config=sandbox,
+                config=pb.ContainerConfig(metadata=pb.ContainerMetadata(name=name, attempt=0),
+                                          image=pb.ImageSpec(image=image), command=cmd,
+                                          log_path=f"{name}.log")),
+                timeout=120).container_id
+            made.append(cid)
+            rt.StartContainer(pb.StartContainerRequest(container_id=cid), timeout=60)
+
+        def status(cid):
+            return rt.ContainerStatus(pb.ContainerStatusRequest(container_id=cid),
+                                      timeout=30).status
+
+        assert wait_for(lambda: all(status(c).state == pb.CONTAINER_EXITED for c in made), 30)
+        # 7: the module ran (the image has no shell); 5: the sidecar ran natively
+        assert [status(c).exit_code for c in made] == [7, 5]
+        assert "native" in (logs / "native.log").read_text()
+    finally:
+        for cid in made:
+            rt.RemoveContainer(pb.RemoveContainerRequest(container_id=cid), timeout=60)
+        rt.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=sid), timeout=60)
+        rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=sid), timeout=60)
+        cri.img.RemoveImage(pb.RemoveImageRequest(image=pb.ImageSpec(image=CRI_WASM_IMAGE)),
+                            timeout=60)
