@@ -70,6 +70,13 @@ class Runtime:
         self.ids: set[str] = set()
         self.pids: set[int] = set()
 
+    def containers_left(self) -> list[str]:
+        """Container state directories under the root; `.seccomp` (compiled seccomp
+        programs shared by all containers of the root, see linux.seccomp) is not one."""
+        if not self.root.exists():
+            return []
+        return [n for n in os.listdir(self.root) if n != ".seccomp"]
+
     def new_id(self, prefix: str = "t") -> str:
         cid = f"{prefix}-{uuid.uuid4().hex[:12]}"
         self.ids.add(cid)
@@ -111,10 +118,10 @@ class Runtime:
     def cleanup(self) -> list[str]:
         problems = []
         if self.root.exists():
-            for name in os.listdir(self.root):
+            for name in self.containers_left():
                 subprocess.run([YACR, "--root", str(self.root), "delete", "--force", name],
                                capture_output=True, timeout=60)
-            left = os.listdir(self.root)
+            left = self.containers_left()
             if left:
                 problems.append(f"state left after delete --force: {left}")
         for cid in self.ids:

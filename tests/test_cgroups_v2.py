@@ -48,7 +48,7 @@ class V2Runtime(Runtime):
 
     def cleanup(self) -> list[str]:
         if self.root.exists():
-            for name in os.listdir(self.root):
+            for name in self.containers_left():
                 subprocess.run(self.cmd("delete", "--force", name), capture_output=True,
                                timeout=60)
         return super().cleanup()

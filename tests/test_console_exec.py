@@ -77,7 +77,7 @@ def test_console_socket_with_create_start(runtime, bundles, tmp_path):
 def test_terminal_needs_console_socket_when_detached(runtime, bundles):
     p = runtime("create", "--bundle", bundles.make(["true"], terminal=True), runtime.new_id())
     assert p.returncode == 1 and "console-socket" in p.stderr
-    assert not runtime.root.exists() or os.listdir(runtime.root) == []
+    assert runtime.containers_left() == []
 
 
 def test_run_with_terminal_relays_the_pty(runtime, bundles):

@@ -24,7 +24,7 @@ def assert_nothing_left(runtime, cid: str | None = None) -> None:
     from conftest import cgroup_dirs
 
     if runtime.root.exists():
-        assert [n for n in os.listdir(runtime.root) if not n.startswith(".")] == []
+        assert runtime.containers_left() == []
     if cid:
         assert cgroup_dirs(cid) == []
 

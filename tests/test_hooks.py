@@ -105,7 +105,7 @@ def test_hook_timeout(runtime, bundles):
     assert time.monotonic() - t < 10
     assert p.returncode == 1
     assert "timed out" in p.stderr
-    assert os.listdir(runtime.root) == []
+    assert runtime.containers_left() == []
 
 
 @pytest.mark.parametrize("kind", ["prestart", "createContainer"])
@@ -116,7 +116,7 @@ def test_failing_create_hooks_stop_create(runtime, bundles, kind):
     p = runtime("create", "--bundle", bundles.write(spec), cid)
     assert p.returncode == 1
     assert f"{kind} hook #0" in p.stderr
-    assert os.listdir(runtime.root) == []
+    assert runtime.containers_left() == []
 
 
 def test_failing_poststart_only_warns(runtime, bundles, tmp_path):

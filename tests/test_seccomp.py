@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -461,3 +462,78 @@ def test_every_operator_in_the_kernel(op):
     os.close(r)
     os.waitpid(pid, 0)
     assert got == [_holds(op, a, value, two) for a in args]
+
+
+# --- the compiled-program cache (linux.seccomp.compile_profile) ----------------------------
+
+DENY_MKDIR = {"defaultAction": "SCMP_ACT_ALLOW", "architectures": ARCHES,
+              "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO",
+                            "errnoRet": 13},
+                           {"names": ["no_such_syscall_anywhere"], "action": "SCMP_ACT_KILL"}]}
+
+
+def _entries(runtime) -> list[str]:
+    d = runtime.root / ".seccomp"
+    return sorted(os.listdir(d)) if d.exists() else []
+
+
+def _allow_all_bpf() -> bytes:
+    return struct.pack("HBBI", 0x06, 0, 0, 0x7FFF0000)  # BPF_RET|BPF_K SECCOMP_RET_ALLOW
+
+
+def _mkdir_denied(runtime, bundles) -> tuple[bool, str]:
+    p = run(runtime, bundles, with_seccomp(bundles, "mkdir /dev/shm/a; echo rc=$?", DENY_MKDIR))
+    assert p.returncode == 0, p.stderr
+    return "rc=1" in p.stdout, p.stderr
+
+
+def test_cache_hit_is_used_and_replays_warnings(runtime, bundles):
+    """The first run compiles and stores the program; the second loads the stored one
+    (proved by swapping in a valid entry for a different program) and warns as the
+    first did."""
+    denied, err = _mkdir_denied(runtime, bundles)
+    assert denied and "no_such_syscall_anywhere" in err
+    [name] = _entries(runtime)
+    path = runtime.root / ".seccomp" / name
+    head, _, bpf = path.read_bytes().partition(b"\n")
+    assert len(bpf) % 8 == 0 and len(bpf) > 8
+    denied, err = _mkdir_denied(runtime, bundles)
+    assert denied and "no_such_syscall_anywhere" in err  # same warning, from the entry
+    # a well-formed entry for another program is what the next run loads
+    meta = json.loads(head)
+    allow = _allow_all_bpf()
+    meta["sha256"] = hashlib.sha256(allow).hexdigest()
+    path.write_bytes(json.dumps(meta).encode() + b"\n" + allow)
+    denied, _ = _mkdir_denied(runtime, bundles)
+    assert not denied
+
+
+@pytest.mark.parametrize("damage", ["digest", "truncated", "mode", "symlink", "garbage"])
+def test_cache_entry_that_fails_a_check_is_compiled_again(runtime, bundles, tmp_path, damage):
+    assert _mkdir_denied(runtime, bundles)[0]
+    [name] = _entries(runtime)
+    path = runtime.root / ".seccomp" / name
+    head, _, bpf = path.read_bytes().partition(b"\n")
+    if damage == "digest":  # another program under the old digest
+        path.write_bytes(head + b"\n" + _allow_all_bpf())
+    elif damage == "truncated":
+        path.write_bytes(head + b"\n" + bpf[:-3])
+    elif damage == "mode":  # others could have written it
+        meta = json.loads(head)
+        meta["sha256"] = hashlib.sha256(_allow_all_bpf()).hexdigest()
+        path.write_bytes(json.dumps(meta).encode() + b"\n" + _allow_all_bpf())
+        path.chmod(0o666)
+    elif damage == "symlink":
+        target = tmp_path / "elsewhere"
+        meta = json.loads(head)
+        meta["sha256"] = hashlib.sha256(_allow_all_bpf()).hexdigest()
+        target.write_bytes(json.dumps(meta).encode() + b"\n" + _allow_all_bpf())
+        path.unlink()
+        path.symlink_to(target)
+    else:
+        path.write_bytes(b"\0garbage")
+    assert _mkdir_denied(runtime, bundles)[0], damage
+    # and the entry was replaced by a good one
+    assert not path.is_symlink() and path.stat().st_mode & 0o077 == 0
+    good = path.read_bytes().partition(b"\n")[2]
+    assert len(good) > 8 and good != _allow_all_bpf()

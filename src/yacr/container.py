@@ -40,6 +40,12 @@ class Context:
     def store(self) -> Store:
         return Store(self.root)
 
+    @property
+    def seccomp_cache(self) -> str:
+        """Compiled seccomp programs (see linux.seccomp), beside the containers' state: as
+        private as the state itself, and a dot name that `list` skips."""
+        return self.root + "/.seccomp"
+
 
 class CreateOptions:
     """create's (and run's) flags, as runc spells them."""
@@ -115,9 +121,9 @@ def create(ctx: Context, cid: str, bundle: str, opts: CreateOptions,
                                   need_unified=cgroups.needs_unified(layout, res))
     filt = None
     if spec.linux.seccomp is not None:
-        from yacr.linux.seccomp import Filter
+        from yacr.linux.seccomp import compile_profile
 
-        filt = Filter(spec.linux.seccomp, ctx.log)
+        filt = compile_profile(spec.linux.seccomp, ctx.log, ctx.seccomp_cache)
     plan = namespaces.plan(spec.linux)
 
     st = ctx.store.create(cid)

@@ -127,10 +127,10 @@ def exec_process(ctx: Context, st: State, proc: Process, *, console_socket: str 
     filt = None
     seccomp_cfg = (container_config(st).get("linux") or {}).get("seccomp")
     if seccomp_cfg is not None:
-        from yacr.linux.seccomp import Filter
+        from yacr.linux.seccomp import compile_profile
 
         # exec'd processes are confined like the container's own process
-        filt = Filter(seccomp_cfg, ctx.log)
+        filt = compile_profile(seccomp_cfg, ctx.log, ctx.seccomp_cache)
     init_pid = st.pid
     nsfds: dict[str, int] = {}
     try:

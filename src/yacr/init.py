@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from yacr.container import CreateOptions
     from yacr.handlers import Handler
     from yacr.linux.namespaces import Plan
-    from yacr.linux.seccomp import Filter
+    from yacr.linux.seccomp import Program
     from yacr.log import Log
     from yacr.spec import Process, Spec
 
@@ -74,7 +74,7 @@ class InitConfig:
         self.handler = handler
         self.log = log
         self.committed = False
-        self.seccomp: Filter | None = None
+        self.seccomp: Program | None = None
         self.idmapped: dict[int, int] = {}
 
 
@@ -352,7 +352,7 @@ def _commit(cfg: InitConfig) -> None:
 
 
 def finish_process(proc: Process, handler: Handler, log: Log,
-                   filt: Filter | None = None) -> tuple[str, dict[str, str], Callable[[], None]]:
+                   filt: Program | None = None) -> tuple[str, dict[str, str], Callable[[], None]]:
     """The last steps before exec, shared by init and `exec`: user, groups, capabilities,
     no_new_privs, LSM label, cwd, the program's path, rlimits.
 

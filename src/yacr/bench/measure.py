@@ -209,7 +209,7 @@ def sweep(env: Environment, runtimes: list[Runtime]) -> list[str]:
     items = []
     for rt in runtimes:
         try:
-            items += [(rt, cid) for cid in os.listdir(rt.root)]
+            items += [(rt, cid) for cid in os.listdir(rt.root) if not cid.startswith(".")]
         except FileNotFoundError:
             pass
     force_delete(env, items)
@@ -296,7 +296,8 @@ def leaks(ctx: Context, rt: Runtime) -> dict[str, list[str]]:
     prefix = ctx.prefix(rt)
     out: dict[str, list[str]] = {}
     try:
-        out["state"] = sorted(os.listdir(rt.root))
+        # dot names are runtime-wide caches (yacr's compiled seccomp programs), not state
+        out["state"] = sorted(n for n in os.listdir(rt.root) if not n.startswith("."))
     except FileNotFoundError:
         out["state"] = []
     cgs = []

@@ -1,10 +1,17 @@
 """linux.seccomp compiled with libseccomp, the library every runtime uses.
 
-The filter is built in the runtime before init is forked, so errors and
+The filter is compiled in the runtime before init is forked, so errors and
 warnings (unknown syscall names are warned about and skipped) reach the user
 as they do for any other field, and libseccomp is loaded while the host's
-libraries are still reachable. Init only loads the prepared context, as late
-as it can: right before execve.
+libraries are still reachable. libseccomp's output, a classic BPF program, is
+what init installs with one seccomp() call, as late as it can: right before
+execve.
+
+Compiling Docker's style of profile (some 480 rules over three ABIs) costs ~18 ms,
+as much as the rest of a container start, and every runtime pays it on every start.
+The program depends only on the profile, so it is kept in a cache under the state
+root, keyed by the profile's text, the kernel and yacr's version, and checked (owner,
+mode, digest) before use; an entry that fails a check is compiled again.
 """
 
 from __future__ import annotations
@@ -51,6 +58,11 @@ _ATTR_CTL_LOG = 6
 _ATTR_CTL_SSB = 7
 FLAGS = {"SECCOMP_FILTER_FLAG_TSYNC": _ATTR_CTL_TSYNC, "SECCOMP_FILTER_FLAG_LOG": _ATTR_CTL_LOG,
          "SECCOMP_FILTER_FLAG_SPEC_ALLOW": _ATTR_CTL_SSB}
+# the same flags as the kernel's seccomp() takes them
+KERNEL_FLAGS = {"SECCOMP_FILTER_FLAG_TSYNC": 1, "SECCOMP_FILTER_FLAG_LOG": 2,
+                "SECCOMP_FILTER_FLAG_SPEC_ALLOW": 4}
+_FLAG_NEW_LISTENER = 8
+_FLAG_TSYNC_ESRCH = 16  # TSYNC together with NEW_LISTENER needs it
 EPERM = 1
 
 
@@ -66,8 +78,7 @@ class _Lib:
         self.syscall_resolve_name = lib.function("seccomp_syscall_resolve_name", S.c_int)
         self.rule_add_array = lib.function("seccomp_rule_add_array", S.c_int)
         self.attr_set = lib.function("seccomp_attr_set", S.c_int)
-        self.load = lib.function("seccomp_load", S.c_int)
-        self.notify_fd = lib.function("seccomp_notify_fd", S.c_int)
+        self.export_bpf = lib.function("seccomp_export_bpf", S.c_int)
 
 
 def _action(name: Any, errno_ret: Any, path: str) -> int:
@@ -90,7 +101,7 @@ class Filter:
     """A compiled (not yet loaded) seccomp filter."""
 
     __slots__ = ("lib", "ctx", "uses_notify", "listener_path", "listener_metadata", "rules",
-                 "default")
+                 "default", "kernel_flags")
 
     def __init__(self, cfg: dict[str, Any], log: Log | None, path: str = "linux.seccomp") -> None:
         from yacr.spec import integer, obj, str_list, string
@@ -108,6 +119,7 @@ class Filter:
         lm = cfg.get("listenerMetadata")
         self.listener_metadata = "" if lm is None else string(lm, f"{path}.listenerMetadata")
         self.rules = 0
+        self.kernel_flags = 0
         ctx = self.lib.init(S.c_uint(self.default))
         if not ctx:
             raise YacrError(f"{path}: libseccomp could not create a filter")
@@ -123,6 +135,7 @@ class Filter:
                     raise ConfigError(f"{path}.flags[{i}]: {f!r} is not supported by "
                                       "libseccomp here")
                 self._attr(FLAGS[f], 1, f"{path}.flags[{i}]")
+                self.kernel_flags |= KERNEL_FLAGS[f]
             sc = cfg.get("syscalls")
             if sc is not None and not isinstance(sc, list):
                 raise ConfigError(f"{path}.syscalls: expected an array")
@@ -201,17 +214,166 @@ class Filter:
                 raise YacrError(f"{path}: cannot add a rule for {name}: {posix.strerror(-rc)}")
             self.rules += 1
 
+    def export(self) -> bytes:
+        """The classic BPF program libseccomp generates for this filter; the context is
+        released (a Filter is compiled once)."""
+        r, w = posix.pipe()
+        try:
+            # A pipe holds 64 KiB before export would block: plenty for ~8000
+            # instructions; a larger program is an error rather than a hang.
+            posix.set_blocking(w, False)
+            rc = self.lib.export_bpf(self.ctx, S.c_int(w))
+            posix.close(w)
+            w = -1
+            if rc < 0:
+                raise YacrError(f"linux.seccomp: cannot compile the filter: "
+                                f"{posix.strerror(-rc)}")
+            chunks = []
+            while chunk := posix.read(r, 65536):
+                chunks.append(chunk)
+            return b"".join(chunks)
+        finally:
+            posix.close(r)
+            if w >= 0:
+                posix.close(w)
+            self.lib.release(self.ctx)
+
+
+    def program(self) -> Program:
+        return Program(self.export(), self.kernel_flags, self.uses_notify, self.listener_path,
+                       self.listener_metadata)
+
     def load(self) -> int:
         """Install the filter on this thread; returns the notify fd, or -1."""
-        rc = self.lib.load(self.ctx)
-        if rc < 0:
-            raise YacrError(f"linux.seccomp: cannot load the filter: {posix.strerror(-rc)}")
+        return self.program().load()
+
+
+class Program:
+    """A compiled seccomp filter, ready for one seccomp() call right before execve."""
+
+    __slots__ = ("bpf", "flags", "uses_notify", "listener_path", "listener_metadata")
+
+    def __init__(self, bpf: bytes, flags: int, uses_notify: bool, listener_path: str,
+                 listener_metadata: str) -> None:
+        self.bpf = bpf
+        self.flags = flags
+        self.uses_notify = uses_notify
+        self.listener_path = listener_path
+        self.listener_metadata = listener_metadata
+
+    def load(self) -> int:
+        """Install the filter on this thread; returns the notify fd, or -1.
+
+        no_new_privs is not set here: it is process.noNewPrivileges' business, and
+        without it the kernel demands CAP_SYS_ADMIN, as it does of libseccomp's load.
+        """
+        flags = self.flags
         if self.uses_notify:
-            fd = self.lib.notify_fd(self.ctx)
-            if fd < 0:
-                raise YacrError(f"linux.seccomp: no notify fd: {posix.strerror(-fd)}")
-            return fd
-        return -1
+            flags |= _FLAG_NEW_LISTENER | (_FLAG_TSYNC_ESRCH if flags & 1 else 0)
+        try:
+            fd = S.seccomp_set_filter(flags, self.bpf)
+        except OSError as e:
+            raise YacrError(f"linux.seccomp: cannot load the filter: {e.strerror}") from None
+        return fd if self.uses_notify else -1
+
+
+class _Recorder:
+    """Passes warnings on to the log and keeps them for the cache entry, so that a cached
+    profile warns exactly as a compiled one does."""
+
+    def __init__(self, log: Log | None) -> None:
+        self.log = log
+        self.seen: list[str] = []
+
+    def warn(self, msg: str) -> None:
+        self.seen.append(msg)
+        if self.log is not None:
+            self.log.warn(msg)
+
+
+def compile_profile(cfg: dict[str, Any], log: Log | None, cache_dir: str = "",
+                    path: str = "linux.seccomp") -> Program:
+    """cfg (an OCI linux.seccomp object) as a loadable Program, from the cache when an
+    intact entry for the same profile is there."""
+    from yacr import jsonio
+
+    key = ""
+    if cache_dir:
+        import _sha256
+
+        uname = posix.uname()
+        from yacr import __version__
+
+        text = jsonio.dumps([cfg, uname.release, uname.machine, __version__])
+        key = _sha256.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+        cached = _cache_read(cache_dir, key, cfg, log)
+        if cached is not None:
+            return cached
+    rec = _Recorder(log)
+    filt = Filter(cfg, rec, path)  # type: ignore[arg-type]
+    prog = filt.program()
+    if cache_dir:
+        _cache_write(cache_dir, key, prog, rec.seen)
+    return prog
+
+
+def _cache_read(cache_dir: str, key: str, cfg: dict[str, Any], log: Log | None
+                ) -> Program | None:
+    """The entry for key if it is ours, not writable by others and intact; else None."""
+    import _sha256
+
+    from yacr import jsonio
+
+    try:
+        fd = posix.open(f"{cache_dir}/{key}", posix.O_RDONLY | posix.O_NOFOLLOW | posix.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        st = posix.fstat(fd)
+        if st.st_uid != posix.geteuid() or st.st_mode & 0o022 or st.st_size > 1 << 20:
+            return None
+        data = posix.read(fd, st.st_size + 1)
+    finally:
+        posix.close(fd)
+    head, sep, bpf = data.partition(b"\n")
+    try:
+        meta = jsonio.loads(head)
+        ok = (sep and meta["key"] == key and len(bpf) % 8 == 0 and bpf
+              and meta["sha256"] == _sha256.sha256(bpf).hexdigest())
+    except (ValueError, KeyError, TypeError):
+        ok = False
+    if not ok:
+        return None
+    for msg in meta.get("warnings", []):
+        if log is not None:
+            log.warn(msg)
+    lp, lm = cfg.get("listenerPath"), cfg.get("listenerMetadata")
+    return Program(bpf, int(meta["flags"]), bool(meta["notify"]), lp or "", lm or "")
+
+
+def _cache_write(cache_dir: str, key: str, prog: Program, warnings: list[str]) -> None:
+    """Best effort: a cache that cannot be written only costs the next start the compile."""
+    import _sha256
+
+    from yacr import fs, jsonio
+
+    head = jsonio.dumps({"key": key, "flags": prog.flags, "notify": prog.uses_notify,
+                         "warnings": warnings, "sha256": _sha256.sha256(prog.bpf).hexdigest()})
+    tmp = f"{cache_dir}/.{key}.{posix.getpid()}"
+    try:
+        fs.makedirs(cache_dir, 0o700)
+        fd = posix.open(tmp, posix.O_WRONLY | posix.O_CREAT | posix.O_EXCL | posix.O_CLOEXEC,
+                        0o600)
+        try:
+            posix.write(fd, head.encode() + b"\n" + prog.bpf)
+        finally:
+            posix.close(fd)
+        posix.rename(tmp, f"{cache_dir}/{key}")
+    except OSError:
+        try:
+            posix.unlink(tmp)
+        except OSError:
+            pass
 
 
 def send_to_listener(path: str, notify_fd: int, state: dict[str, Any], metadata: str) -> None:

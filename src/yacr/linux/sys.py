@@ -89,11 +89,11 @@ _MACHINE = posix.uname().machine
 _X86_64 = {"pivot_root": 155, "capget": 125, "capset": 126, "keyctl": 250, "mount": 165,
            "umount2": 166, "unshare": 272, "setns": 308, "sethostname": 170,
            "setdomainname": 171, "prctl": 157, "prlimit64": 302, "personality": 135,
-           "ioprio_set": 251, "ioctl": 16}
+           "ioprio_set": 251, "ioctl": 16, "seccomp": 317}
 _AARCH64 = {"pivot_root": 41, "capget": 90, "capset": 91, "keyctl": 219, "mount": 40,
             "umount2": 39, "unshare": 97, "setns": 268, "sethostname": 161,
             "setdomainname": 162, "prctl": 167, "prlimit64": 261, "personality": 92,
-            "ioprio_set": 30, "ioctl": 29}
+            "ioprio_set": 30, "ioctl": 29, "seccomp": 277}
 _NRS = {"x86_64": _X86_64, "aarch64": _AARCH64}.get(_MACHINE, _X86_64)
 NR_PIVOT_ROOT = _NRS["pivot_root"]
 NR_MOUNT = _NRS["mount"]
@@ -431,3 +431,15 @@ def bpf_prog_query(target_fd: int, attach_type: int, max_progs: int = 64) -> lis
     _check(_syscall(NR_BPF, BPF_PROG_QUERY, attr, len(bytes(attr))), "bpf(BPF_PROG_QUERY)")
     count = struct.unpack_from("=I", bytes(attr), 24)[0]
     return list(struct.unpack_from(f"={count}I", bytes(ids)))
+
+
+SECCOMP_SET_MODE_FILTER = 1
+
+
+def seccomp_set_filter(flags: int, insns: bytes) -> int:
+    """seccomp(SECCOMP_SET_MODE_FILTER) with a classic BPF program (8-byte instructions);
+    returns the kernel's answer (a listener fd with SECCOMP_FILTER_FLAG_NEW_LISTENER)."""
+    code = _cbuf(insns)
+    prog = struct.pack("HxxxxxxQ", len(insns) // 8, _ctypes.addressof(code))  # sock_fprog
+    return _check(_syscall(_NRS["seccomp"], SECCOMP_SET_MODE_FILTER, flags, prog),
+                  "seccomp")
