@@ -11,11 +11,11 @@ What the harness gets from this module (through `yacr.bench.registry`, when pres
   compiled with gcc (native) and with clang to wasm32-wasi, each timing its own
   compute loop, reported per program as yacr-wasm/native and as a geomean.
 
-Without the harness (or to reproduce the README's figures by hand) the same
+Without the harness (or to reproduce docs/WASM.md's figures by hand) the same
 functions run standalone: `python -m yacr.bench.wasm boot|shootout [--runs N]`.
 
 The wasm bundles carry no linux.seccomp profile: the engine's own allowlist
-(yacr.wasm.allowlist, 38 syscalls) confines the container instead of the
+(yacr.wasm.allowlist, 39 syscalls) confines the container instead of the
 default profile's ~300 rules; a profile in a user's spec is still applied.
 """
 
