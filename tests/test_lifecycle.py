@@ -251,6 +251,46 @@ def test_run_forwards_signals(runtime, bundles, tmp_path):
     assert "got-term" in out
 
 
+def test_foreground_run_does_not_block_other_commands(runtime, bundles):
+    """While `run` waits in the foreground, pause, resume, exec, update and state of the
+    same container answer at once (they take its lock), and the run still cleans up."""
+    import subprocess
+
+    cid = runtime.new_id()
+    b = bundles.make(["sh", "-c", "echo ready; while true; do sleep 0.05; done"])
+    p = subprocess.Popen(runtime.cmd("run", "--bundle", b, cid), stdout=subprocess.PIPE,
+                         text=True)
+    try:
+        assert p.stdout is not None and p.stdout.readline() == "ready\n"
+        for args in (["pause", cid], ["resume", cid], ["exec", cid, "true"],
+                     ["update", "--pids-limit", "50", cid]):
+            r = runtime(*args, timeout=10)
+            assert r.returncode == 0, (args, r.stderr)
+        assert runtime.state(cid)["status"] == "running"
+        assert runtime("kill", cid, "KILL", timeout=10).returncode == 0
+        p.wait(timeout=10)
+        assert p.returncode == 137
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert runtime.containers_left() == []
+
+
+def test_delete_force_during_foreground_run(runtime, bundles):
+    import subprocess
+
+    cid = runtime.new_id()
+    b = bundles.make(["sh", "-c", "echo ready; while true; do sleep 0.05; done"])
+    p = subprocess.Popen(runtime.cmd("run", "--bundle", b, cid), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    assert p.stdout is not None and p.stdout.readline() == "ready\n"
+    assert runtime("delete", "--force", cid, timeout=10).returncode == 0
+    _, err = p.communicate(timeout=10)
+    assert p.returncode == 137 and "Traceback" not in err
+    assert runtime.containers_left() == []
+
+
 def test_spec_writes_a_runnable_config(runtime, tmp_path, rootfs):
     d = tmp_path / "b"
     d.mkdir()

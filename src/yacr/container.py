@@ -648,10 +648,18 @@ def run(ctx: Context, cid: str, bundle: str, opts: CreateOptions, detach: bool =
         return 0
     from yacr.waiter import wait_foreground
 
+    # Let go of the container's lock while it runs: pause, update, exec and friends from
+    # other invocations take it, and must not wait for the container to exit.
+    posix.close(st.dirfd)
+    st.dirfd = -1
     code = wait_foreground(created.pid, created.pty_master)
     if not keep:
-        # The lock taken by create is still held by this process: delete under it.
-        destroy(ctx, st, reaped=True)
+        try:
+            again = ctx.store.load(cid)
+        except NotFoundError:
+            return code  # someone ran delete --force meanwhile
+        if again.created == st.created:  # not a new container that took the id since
+            destroy(ctx, again, reaped=True)
     return code
 
 
