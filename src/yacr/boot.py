@@ -22,8 +22,8 @@ import sys
 # Completion order of the imports of `yacr run` (tests/test_boot.py keeps it honest).
 BUNDLED = (
     "yacr", "yacr.fs", "yacr.errors", "yacr.jsonio", "yacr.log", "yacr.cli", "yacr.cgroups",
-    "yacr.protocol", "yacr.linux", "yacr.linux.sys", "yacr.state", "yacr.container",
-    "yacr.handlers", "yacr.linux.capabilities", "yacr.linux.process", "yacr.linux.mounts",
+    "yacr.state", "yacr.container", "yacr.handlers", "yacr.protocol", "yacr.linux",
+    "yacr.linux.sys", "yacr.linux.capabilities", "yacr.linux.process", "yacr.linux.mounts",
     "yacr.linux.rootfs", "yacr.linux.namespaces", "yacr.init", "yacr.spec",
     "yacr.handlers.native", "yacr.cgroups.resources", "yacr.cgroups.devices",
     "yacr.linux.seccomp", "yacr.cgroups.manager", "yacr.cgroups.v1", "yacr.waiter",

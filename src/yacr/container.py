@@ -13,9 +13,8 @@ from __future__ import annotations
 import _signal
 import posix
 
-from yacr import cgroups, fs, protocol
+from yacr import cgroups, fs
 from yacr.errors import NotFoundError, StateError, YacrError
-from yacr.linux import sys as S
 from yacr.log import rfc3339_now
 from yacr.state import CONFIG_COPY, EXEC_FIFO, State, Store, dir_name, proc_stat, write_atomic
 
@@ -23,6 +22,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from yacr import protocol
     from yacr.log import Log
 
 
@@ -90,7 +90,7 @@ def write_pid_file(path: str, pid: int) -> None:
 
 def create(ctx: Context, cid: str, bundle: str, opts: CreateOptions,
            detach: bool = True) -> Created:
-    from yacr import handlers, init
+    from yacr import handlers, init, protocol
     from yacr import spec as specmod
     from yacr.linux import namespaces
     from yacr.linux.process import check_lsm
@@ -264,6 +264,8 @@ def receive_fds(chan: protocol.Channel, done: str, filt: Any, st: State,
     listener, and the process waits for SECCOMP_DONE so that no syscall is trapped before
     an agent can answer it. Returns the pty master, or -1.
     """
+    from yacr import protocol
+
     pty_master = -1
     while True:
         msg, fds = chan.recv(done, protocol.PTY_MASTER, protocol.SECCOMP_FD,
@@ -292,6 +294,7 @@ def _fork_into_namespaces(plan: Any, offsets: dict[str, tuple[int, int]], cfg: A
                           chan: protocol.Channel, lock_fd: int) -> int:
     """Fork init into its pid and time namespaces, which only a parent can choose for a child."""
     from yacr import init
+    from yacr.linux import sys as S
 
     restore: list[tuple[int, int]] = []
     try:
@@ -336,7 +339,8 @@ def _fork_with_userns(plan: Any, spec: Any, cfg: Any, chan: protocol.Channel,
     and time namespaces and forks init. The helper stays until commit: init's parent-
     death signal is on it, and its own on us, so a killed runtime still takes init along.
     """
-    from yacr import init
+    from yacr import init, protocol
+    from yacr.linux import sys as S
 
     S.prctl(S.PR_SET_CHILD_SUBREAPER, 1)
     helper = posix.fork()
@@ -398,6 +402,8 @@ def _undo_create(ctx: Context, st: State, pid: int, made: list[str]) -> None:
 
 def _unmount_host_rootfs(st: State) -> None:
     """A container without a mount namespace left its mounts under the rootfs on the host."""
+    from yacr.linux import sys as S
+
     path = st.extra.get("hostRootfs")
     if not path:
         return
