@@ -34,9 +34,9 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from yacr.linux.seccomp import Program
     from yacr.log import Log
     from yacr.spec import Spec
-    from yacr.wasm.allowlist import Program
     from yacr.wasm.capi import Linked, Prepared
 
 SECCOMP_ANNOTATION = "io.github.yacr.wasm.seccomp"

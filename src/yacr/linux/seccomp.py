@@ -251,10 +251,14 @@ class Filter:
 class Program:
     """A compiled seccomp filter, ready for one seccomp() call right before execve."""
 
-    __slots__ = ("bpf", "flags", "uses_notify", "listener_path", "listener_metadata")
+    __slots__ = ("bpf", "flags", "uses_notify", "listener_path", "listener_metadata", "what")
 
-    def __init__(self, bpf: bytes, flags: int, uses_notify: bool, listener_path: str,
-                 listener_metadata: str) -> None:
+    def __init__(self, bpf: bytes, flags: int, uses_notify: bool = False,
+                 listener_path: str = "", listener_metadata: str = "",
+                 what: str = "linux.seccomp") -> None:
+        if not bpf or len(bpf) % 8:
+            raise YacrError(f"{what}: damaged BPF program")
+        self.what = what
         self.bpf = bpf
         self.flags = flags
         self.uses_notify = uses_notify
@@ -271,10 +275,15 @@ class Program:
         if self.uses_notify:
             flags |= _FLAG_NEW_LISTENER | (_FLAG_TSYNC_ESRCH if flags & 1 else 0)
         try:
-            fd = S.seccomp_set_filter(flags, self.bpf)
+            rc = S.seccomp_set_filter(flags, self.bpf)
         except OSError as e:
-            raise YacrError(f"linux.seccomp: cannot load the filter: {e.strerror}") from None
-        return fd if self.uses_notify else -1
+            raise YacrError(f"{self.what}: cannot load the filter: {e.strerror}") from None
+        if self.uses_notify:
+            return rc
+        if rc:  # TSYNC: the id of a thread that could not take the filter
+            raise YacrError(f"{self.what}: cannot load the filter: thread {rc} could not be "
+                            "synchronized")
+        return -1
 
 
 class _Recorder:

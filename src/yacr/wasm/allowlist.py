@@ -21,14 +21,10 @@ annotation io.github.yacr.wasm.seccomp=off (a warning says so).
 
 from __future__ import annotations
 
-import _ctypes
 import _sha256
-import _struct
 import posix
 
-from yacr.errors import YacrError
-from yacr.linux import sys as S
-from yacr.wasm.capi import _chars
+from yacr.linux.seccomp import KERNEL_FLAGS, Program
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -36,6 +32,7 @@ if TYPE_CHECKING:
     from yacr.log import Log
     from yacr.wasm.cache import Cache
 
+WHAT = "wasm seccomp allowlist"
 SYSCALLS = (
     # stdio, and files and directories under the preopened root (openat2 with RESOLVE_BENEATH,
     # openat for reopening a directory relative to its fd), fd_sync and fd_datasync
@@ -95,7 +92,7 @@ def build_filter(log: Log | None, instantiate: bool = False) -> Filter:
                                  "errnoRet": 0},
                                 {"names": ["clone3"], "action": "SCMP_ACT_ERRNO",
                                  "errnoRet": 38}]},
-                  log, "wasm seccomp allowlist")
+                  log, WHAT)
 
 
 # --- the compiled program, cached ----------------------------------------------------------
@@ -103,65 +100,10 @@ def build_filter(log: Log | None, instantiate: bool = False) -> Filter:
 # every time, for a program that never changes: the BPF it exports is kept in the AOT
 # cache (with the same MAC as compiled modules) and loaded with seccomp(2) directly.
 
-_NR_SECCOMP = {"x86_64": 317, "aarch64": 277}.get(posix.uname().machine, 317)
-_SET_MODE_FILTER = 1
-_FILTER_FLAG_TSYNC = 1
-
-
 def ident(instantiate: bool = False) -> str:
     rules = repr((SYSCALLS, REFUSED, IGNORED, CLONE_THREAD, "kill_process", "tsync",
                   FOR_INSTANTIATION if instantiate else ()))
     return f"seccomp-bpf;{posix.uname().machine};" + _sha256.sha256(rules.encode()).hexdigest()
-
-
-class Program:
-    """A BPF seccomp program ready to load (the allowlist, compiled)."""
-
-    __slots__ = ("bpf",)
-
-    def __init__(self, bpf: bytes) -> None:
-        if not bpf or len(bpf) % 8:
-            raise YacrError("wasm seccomp allowlist: damaged BPF program")
-        self.bpf = bpf
-
-    def load(self) -> int:
-        """Install on every thread (TSYNC); no_new_privs must be set already."""
-        code = _chars(len(self.bpf)).from_buffer_copy(self.bpf)
-        prog = _chars(16).from_buffer_copy(_struct.pack("HxxxxxxQ", len(self.bpf) // 8,
-                                                        _ctypes.addressof(code)))
-        rc = S._syscall(_NR_SECCOMP, _SET_MODE_FILTER, _FILTER_FLAG_TSYNC, prog)
-        if rc != 0:
-            err = S.get_errno() if rc < 0 else 0
-            why = posix.strerror(err) if rc < 0 else f"thread {rc} could not be synchronized"
-            raise YacrError(f"wasm seccomp allowlist: cannot load it: {why}")
-        return -1
-
-
-def export_bpf(f: Filter) -> bytes:
-    """The BPF libseccomp made of a filter (seccomp_export_bpf into a pipe)."""
-    r, w = posix.pipe()
-    try:
-        fn = f.lib.__dict__.get("export_bpf")
-        if fn is None:
-            from yacr.linux.seccomp import LIBRARY
-
-            fn = S.Library(LIBRARY).function("seccomp_export_bpf", S.c_int)
-        rc = fn(f.ctx, S.c_int(w))
-        posix.close(w)
-        w = -1
-        if rc < 0:
-            raise YacrError(f"wasm seccomp allowlist: export failed: {posix.strerror(-rc)}")
-        chunks = []
-        while True:
-            b = posix.read(r, 65536)
-            if not b:
-                break
-            chunks.append(b)
-        return b"".join(chunks)
-    finally:
-        posix.close(r)
-        if w >= 0:
-            posix.close(w)
 
 
 def program(cache: Cache | None, log: Log | None, instantiate: bool = False) -> Program:
@@ -172,14 +114,14 @@ def program(cache: Cache | None, log: Log | None, instantiate: bool = False) -> 
     if usable:
         payload, bad = cache.read_entry(key, ".bpf")  # type: ignore[union-attr]
         if payload is not None:
-            return Program(payload)
+            return Program(payload, KERNEL_FLAGS["SECCOMP_FILTER_FLAG_TSYNC"], what=WHAT)
         if bad and log is not None:
             log.warn(f"wasm seccomp allowlist: cached program rejected ({bad}); rebuilt")
-    bpf = export_bpf(build_filter(log, instantiate))
+    bpf = build_filter(log, instantiate).export()
     if usable:
         try:
             cache.write_entry(key, bpf, ".bpf")  # type: ignore[union-attr]
         except OSError as e:
             if log is not None:
                 log.warn(f"wasm seccomp allowlist: cannot cache it: {e.strerror}")
-    return Program(bpf)
+    return Program(bpf, KERNEL_FLAGS["SECCOMP_FILTER_FLAG_TSYNC"], what=WHAT)
