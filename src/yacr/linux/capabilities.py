@@ -60,6 +60,34 @@ class CapSets:
                                    self.last, log)
         self.permitted = to_mask(caps.get("permitted", []), f"{path}.permitted", self.last, log)
         self.ambient = to_mask(caps.get("ambient", []), f"{path}.ambient", self.last, log)
+        self._skip_ungrantable(log, path)
+
+    def _skip_ungrantable(self, log: Log | None, path: str) -> None:
+        """The runtime-spec: capabilities that cannot be granted are warned about, and the
+        runtime should not fail (a VM or a nested runtime without CAP_SYS_RESOURCE, say).
+        What this process does not hold, in its permitted and bounding sets, it cannot
+        hand on: capset would refuse the whole call."""
+        held = S.capget()[1]
+        for cap in range(self.last + 1):
+            if held & (1 << cap):
+                try:
+                    if S.prctl(S.PR_CAPBSET_READ, cap) != 1:
+                        held &= ~(1 << cap)
+                except OSError:
+                    pass
+        wanted = self.effective | self.permitted | self.inheritable | self.ambient
+        missing = wanted & ~held
+        if not missing:
+            return
+        if log is not None:
+            names = ", ".join(NAMES[c] if c < len(NAMES) else str(c)
+                              for c in range(self.last + 1) if missing & (1 << c))
+            log.warn(f"{path}: {names} cannot be granted (the runtime itself does not hold "
+                     "it); skipped")
+        self.effective &= held
+        self.permitted &= held
+        self.inheritable &= held
+        self.ambient &= held
 
     def drop_bounding(self) -> None:
         """Needs CAP_SETPCAP, so it runs before the user switch."""
