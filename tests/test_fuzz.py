@@ -438,15 +438,20 @@ def process_files(draw):
     return json.dumps(proc).encode()
 
 
-def test_fuzz_exec_process_file(env):
-    cid = f"fz-exec-{uuid.uuid4().hex[:8]}"
+def _sleeper(env: Env, name: str) -> tuple[str, int]:
+    """A running busybox `sleep` container to exec into: its id and init's pid."""
+    cid = f"fz-{name}-{uuid.uuid4().hex[:8]}"
     env.rt.ids.add(cid)
-    b = env.base / "exec-bundle"
+    b = env.base / f"{name}-bundle"
     b.mkdir()
     (b / "config.json").write_text(json.dumps(busybox_spec(env.rootfs, ["sleep", "100000"],
                                                            readonly=False)))
     assert yacr(env, "run", "-d", "--bundle", str(b), cid).returncode == 0
-    init = json.loads(yacr(env, "state", cid).stdout)["pid"]
+    return cid, json.loads(yacr(env, "state", cid).stdout)["pid"]
+
+
+def test_fuzz_exec_process_file(env):
+    cid, init = _sleeper(env, "exec")
     pf = env.base / "process.json"
 
     def body(data: bytes) -> None:
@@ -587,14 +592,7 @@ def test_line_boundaries_in_quoted_values_stay_on_one_line(env, odd):
 def test_process_file_that_is_not_an_object(env):
     """`make fuzz` found `exec --process` with a file holding just `0`: an internal error
     (AttributeError) instead of a one-line refusal."""
-    cid = f"fz-pobj-{uuid.uuid4().hex[:8]}"
-    env.rt.ids.add(cid)
-    b = env.base / "pobj-bundle"
-    b.mkdir()
-    (b / "config.json").write_text(json.dumps(busybox_spec(env.rootfs, ["sleep", "100000"],
-                                                           readonly=False)))
-    assert yacr(env, "run", "-d", "--bundle", str(b), cid).returncode == 0
-    init = json.loads(yacr(env, "state", cid).stdout)["pid"]
+    cid, init = _sleeper(env, "pobj")
     pf = env.base / "pobj.json"
     try:
         for text, kind in (("0", "a number"), ("[]", "an array"), ('"sh"', "a string"),

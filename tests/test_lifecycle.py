@@ -216,7 +216,8 @@ def test_pid_reuse_is_not_the_container(runtime, bundles):
     cid = runtime.new_id()
     runtime("create", "--bundle", bundles.make(["true"]), cid, check=True)
     root = runtime.root
-    path = next(p for p in root.iterdir())
+    [name] = runtime.containers_left()
+    path = root / name
     state = json.loads((path / "state.json").read_text())
     # Pretend init's pid now belongs to another process: ours.
     state["pid"] = os.getpid()
