@@ -68,13 +68,9 @@ def _labelled(value: str, flag: str) -> tuple[str, str]:
 
 
 def _load_profile(path: str, flag: str) -> dict:
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except OSError as e:
-        raise YacrError(f"{flag} {path}: {e.strerror}") from None
-    except ValueError as e:
-        raise YacrError(f"{flag} {path}: not JSON: {e}") from None
+    from yacr.spec import read_json_file
+
+    data = read_json_file(path, f"{flag} file")
     if isinstance(data, dict) and isinstance(data.get("linux"), dict) and \
             "seccomp" in data["linux"]:
         data = data["linux"]["seccomp"]  # a whole config.json

@@ -249,14 +249,10 @@ def record_run(yacr: list[str], bundle: str, cid: str,
     import subprocess
     import tempfile
 
+    from yacr.spec import read_json_file
+
     cfg_path = os.path.join(bundle, "config.json")
-    try:
-        with open(cfg_path) as f:
-            cfg = json.load(f)
-    except OSError as e:
-        raise YacrError(f"{cfg_path}: {e.strerror}") from None
-    except ValueError as e:
-        raise YacrError(f"{cfg_path}: not JSON: {e}") from None
+    cfg = read_json_file(cfg_path, "config.json")
     if not isinstance(cfg, dict) or not isinstance(cfg.get("process"), dict):
         raise YacrError(f"{cfg_path}: process: a container to profile needs a process")
     root = cfg.get("root")
