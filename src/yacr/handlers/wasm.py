@@ -28,7 +28,7 @@ from yacr.errors import YacrError
 from yacr.handlers import HANDLER_ANNOTATION, VARIANT_ANNOTATION, Handler
 from yacr.handlers.native import Native
 from yacr.linux import sys as S
-from yacr.wasm import WASM_MAGIC
+from yacr.wasm import WASM_MAGIC, is_module
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -96,13 +96,7 @@ def is_wasm_entrypoint(spec: Spec) -> bool:
     found = locate_module(spec)
     if found is None:
         return False
-    _path, fd = found
-    try:
-        return posix.read(fd, 4) == WASM_MAGIC
-    except OSError:
-        return False
-    finally:
-        posix.close(fd)
+    return is_module(found[1])
 
 
 def select(spec: Spec, wanted: str) -> Handler:

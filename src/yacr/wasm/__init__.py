@@ -12,13 +12,9 @@ import posix
 WASM_MAGIC = b"\0asm"
 
 
-def has_wasm_magic(path: str, dir_fd: int | None = None) -> bool:
-    """Whether the file starts with the `\\0asm` magic: the name alone proves nothing."""
-    try:
-        fd = posix.open(path, posix.O_RDONLY | posix.O_CLOEXEC | posix.O_NONBLOCK,
-                        dir_fd=dir_fd)
-    except OSError:
-        return False
+def is_module(fd: int) -> bool:
+    """Whether the open file starts with the `\\0asm` magic (the name alone proves
+    nothing); the fd is closed."""
     try:
         return posix.read(fd, 4) == WASM_MAGIC
     except OSError:
