@@ -15,7 +15,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, YACR, cgroup_dirs, mounts_mentioning
+from test_console_exec import ConsoleReceiver
 
 # --- helpers ---------------------------------------------------------------------------------
 
@@ -789,42 +789,6 @@ def test_cve_2025_31133_dev_null_replaced_while_masking(runtime, bundles, tmp_pa
         assert ln.endswith("character special file 1:3"), ln
 
 
-class ConsoleReceiver:
-    """--console-socket: keeps the pty master and reads the container's terminal output."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(path)
-        self.sock.listen(1)
-        self.master: int | None = None
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    def _accept(self) -> None:
-        conn, _ = self.sock.accept()
-        with conn:
-            _msg, fds, _flags, _addr = socket.recv_fds(conn, 1024, 1)
-            self.master = fds[0]
-
-    def read_all(self, timeout: float = 10) -> str:
-        self.thread.join(timeout)
-        assert self.master is not None, "no pty master received"
-        out = b""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                chunk = os.read(self.master, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            out += chunk
-        os.close(self.master)
-        self.sock.close()
-        return out.decode(errors="replace")
-
-
 @pytest.mark.parametrize("plant", ["console-symlink-file", "console-symlink-procfs",
                                    "pts-symlinks"])
 def test_cve_2025_52565_console_and_pts_symlinks(runtime, bundles, tmp_path, plant):
@@ -857,7 +821,9 @@ def test_cve_2025_52565_console_and_pts_symlinks(runtime, bundles, tmp_path, pla
         rx.sock.close()
     else:
         runtime("start", cid, check=True)
-        out = rx.read_all().replace("\r", "").splitlines()
+        raw = rx.read_until_eof()
+        rx.close()
+        out = raw.replace("\r", "").splitlines()
         assert out[0].startswith("character special file"), out
         assert out[1] == "victim-content", out
         assert out[2] == "0", out  # neither the victim nor a procfs file became a mount
