@@ -10,6 +10,7 @@ import fcntl
 import os
 import pty
 import select
+import shutil
 import signal
 import struct
 import subprocess
@@ -19,6 +20,8 @@ import time
 from pathlib import Path
 
 CGROUP = Path("/sys/fs/cgroup")
+# containerd 1.6 puts shim sockets here whatever --state says
+SHIM_SOCKET_DIR = "/run/containerd/s"
 
 
 def run(cmd: list[str], *, timeout: float = 60, input: str | None = None,
@@ -160,3 +163,38 @@ def remove_cgroup_tree(rel: str) -> None:
             d.rmdir()
         except OSError:
             pass
+
+
+def stop_process(proc: subprocess.Popen | None) -> None:
+    """A daemon the tests started: SIGTERM, then SIGKILL if it is still there after 15 s."""
+    if proc is not None and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def containerd_leftovers(base: Path, sock: str, had_shim_dir: bool,
+                         grace: float) -> list[str]:
+    """After a private containerd stopped: what its shims (started with `-address SOCK`;
+    they exit once their tasks are deleted) and mounts left, as problems; both are ended
+    and everything under base removed, with the shim socket directory if the daemon made
+    it."""
+    problems = []
+    if not wait_for(lambda: not pids_mentioning(sock), grace):
+        left = pids_mentioning(sock)
+        problems.append(f"processes of the daemon left: {left}")
+        kill_pids(left)
+    mounts = unmount_under(str(base))
+    if mounts:
+        problems.append(f"mounts left: {mounts}")
+    shutil.rmtree(base, ignore_errors=True)
+    if not had_shim_dir:
+        for d in (SHIM_SOCKET_DIR, os.path.dirname(SHIM_SOCKET_DIR)):
+            try:
+                os.rmdir(d)
+            except OSError:
+                break
+    return problems

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -23,14 +22,14 @@ from pathlib import Path
 import pytest
 
 from client_util import (
+    SHIM_SOCKET_DIR,
     cgroup_dirs,
-    kill_pids,
+    containerd_leftovers,
     mounts_under,
-    pids_mentioning,
     remove_cgroup_tree,
     run,
     run_pty,
-    unmount_under,
+    stop_process,
     wait_for,
 )
 from oci_image import build_oci_archive
@@ -40,7 +39,6 @@ REPO = Path(__file__).resolve().parent.parent
 YACR = str(REPO / ".venv" / "bin" / "yacr")
 IMAGE = "docker.io/library/yacr-busybox:test"
 BINARIES = ("containerd", "ctr", "containerd-shim-runc-v2")
-SHIM_SOCKET_DIR = "/run/containerd/s"
 
 pytestmark = pytest.mark.skipif(
     any(shutil.which(b) is None for b in BINARIES),
@@ -121,13 +119,7 @@ class Containerd:
     def stop(self) -> list[str]:
         """Stop the daemon (by pid), then remove what it and its shims left."""
         problems = []
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         if self.logf is not None:
             self.logf.close()
         # "copy shim log ... file already closed" is a benign race on shim exit
@@ -136,23 +128,8 @@ class Containerd:
                   if "level=error" in line and "copy shim log" not in line]
         if errors:
             problems.append("containerd logged errors:\n" + "\n".join(errors))
-        # Shims are started with `-address SOCK`; they exit once their tasks are deleted.
-        if not wait_for(lambda: not pids_mentioning(self.sock), 5):
-            left = pids_mentioning(self.sock)
-            problems.append(f"processes of the daemon left: {left}")
-            kill_pids(left)
-        mounts = unmount_under(str(self.base))
-        if mounts:
-            problems.append(f"mounts left: {mounts}")
-        remove_cgroup_tree(self.ns)
-        shutil.rmtree(self.base, ignore_errors=True)
-        # containerd 1.6 puts shim sockets in /run/containerd/s whatever --state says.
-        if not self.had_shim_dir:
-            for d in (SHIM_SOCKET_DIR, os.path.dirname(SHIM_SOCKET_DIR)):
-                try:
-                    os.rmdir(d)
-                except OSError:
-                    break
+        problems += containerd_leftovers(self.base, self.sock, self.had_shim_dir, 5)
+        remove_cgroup_tree(self.ns)  # once the shims, and their tasks, are gone
         return problems
 
 

@@ -15,7 +15,6 @@ import importlib
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -28,11 +27,11 @@ import pytest
 
 from client_util import (
     CGROUP,
-    kill_pids,
-    pids_mentioning,
+    SHIM_SOCKET_DIR,
+    containerd_leftovers,
     remove_cgroup_tree,
     run,
-    unmount_under,
+    stop_process,
     wait_for,
 )
 from oci_image import build_oci_archive
@@ -45,7 +44,6 @@ IMAGE = "docker.io/library/yacr-busybox:cri"
 PAUSE = "docker.io/library/yacr-pause:cri"
 NS = "k8s.io"
 MiB = 1 << 20
-SHIM_SOCKET_DIR = "/run/containerd/s"
 
 pytestmark = pytest.mark.skipif(
     any(shutil.which(b) is None for b in ("containerd", "ctr", "containerd-shim-runc-v2")),
@@ -148,13 +146,7 @@ class CRI:
         if self.channel is not None:
             self.channel.close()
             self.channel = None
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         if self.logf is not None:
             self.logf.close()
             self.logf = None
@@ -174,23 +166,8 @@ class CRI:
         return r.image.id != ""
 
     def teardown(self) -> list[str]:
-        problems = []
         self.stop_daemon()
-        if not wait_for(lambda: not pids_mentioning(self.sock), 10):
-            left = pids_mentioning(self.sock)
-            problems.append(f"processes of the daemon left: {left}")
-            kill_pids(left)
-        mounts = unmount_under(str(self.base))
-        if mounts:
-            problems.append(f"mounts left: {mounts}")
-        shutil.rmtree(self.base, ignore_errors=True)
-        if not self.had_shim_dir:
-            for d in (SHIM_SOCKET_DIR, os.path.dirname(SHIM_SOCKET_DIR)):
-                try:
-                    os.rmdir(d)
-                except OSError:
-                    break
-        return problems
+        return containerd_leftovers(self.base, self.sock, self.had_shim_dir, 10)
 
 
 @pytest.fixture(scope="module")
