@@ -436,9 +436,9 @@ def test_every_operator_in_the_kernel(op):
     cond = {"index": 0, "value": value, "op": op}
     if op == "SCMP_CMP_MASKED_EQ":
         cond["valueTwo"] = two
-    filt = Filter({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"],
+    prog = Filter({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"],
                    "syscalls": [{"names": ["getpgid"], "action": "SCMP_ACT_ERRNO",
-                                 "errnoRet": 77, "args": [cond]}]}, None)
+                                 "errnoRet": 77, "args": [cond]}]}, None).program()
     args = [0, 3, (1 << 33) - 1, 1 << 33, (1 << 33) + 1, 0x0500000003, 0x1505000013,
             1 << 63, (1 << 64) - 1]
     r, w = os.pipe()
@@ -449,7 +449,7 @@ def test_every_operator_in_the_kernel(op):
             libc = ctypes.CDLL(None, use_errno=True)
             libc.syscall.restype = ctypes.c_long
             libc.prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS
-            filt.load()
+            prog.load()
             out = []
             for a in args:
                 rc = libc.syscall(ctypes.c_long(121), ctypes.c_ulong(a))

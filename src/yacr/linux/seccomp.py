@@ -243,10 +243,6 @@ class Filter:
         return Program(self.export(), self.kernel_flags, self.uses_notify, self.listener_path,
                        self.listener_metadata)
 
-    def load(self) -> int:
-        """Install the filter on this thread; returns the notify fd, or -1."""
-        return self.program().load()
-
 
 class Program:
     """A compiled seccomp filter, ready for one seccomp() call right before execve."""
