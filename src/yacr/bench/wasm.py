@@ -184,11 +184,15 @@ def run_shootout(yacr_cmd: list[str], work: str, runs: int = 3,
 
 # --- boot time side by side --------------------------------------------------------------
 
+FLOOR = "yacr floor (interpreter + imports)"
+
+
 def boot_compare(yacr: str, work: str, runs: int = 50, with_crun: bool = True,
                  say: Any = print) -> dict[str, Any]:
     """One hyperfine session: yacr-wasm hello, yacr native `true`, runc `true` (and crun
     `true`), on yacr's default spec; plus the wasm hello with the default seccomp profile
-    kept, for the record. Returns name -> median ms, and the ratios."""
+    kept, and yacr's floor (a hot command that starts no container: `create --help`), for
+    the record. Returns name -> median ms, and the ratios."""
     from yacr.bundle import build_rootfs, busybox_spec, write_config
 
     if shutil.which("hyperfine") is None:
@@ -214,7 +218,10 @@ def boot_compare(yacr: str, work: str, runs: int = 50, with_crun: bool = True,
             "yacr-wasm hello +default seccomp": f"{yacr} --root {st}/ws run --bundle "
                                                 f"{hello_sc} bws",
             "yacr true": f"{yacr} --root {st}/y run --bundle {true_b} by",
-            "runc true": f"runc --root {st}/r run --bundle {true_b} br"}
+            "runc true": f"runc --root {st}/r run --bundle {true_b} br",
+            # what every `run` pays before any container work: the interpreter, the
+            # launcher and the modules of a container start (the bundle), and the CLI
+            FLOOR: f"{yacr} create --help"}
     if with_crun and shutil.which("crun"):
         wrap = _crun_wrapper(work)
         cmds["crun true"] = " ".join([*wrap, "crun", "--root", f"{st}/c", "run", "--bundle",
@@ -232,6 +239,7 @@ def boot_compare(yacr: str, work: str, runs: int = 50, with_crun: bool = True,
     inter = interleaved({k: c.split() for k, c in cmds.items()}, runs)
     res: dict[str, Any] = {"median_ms": med, "cpu_ms": cpu, "interleaved_median_ms": inter,
                            "command": argv, "ratios": {}}
+    res["ratios"][f"{FLOOR} / runc true"] = med[FLOOR] / med["runc true"]
     for ref in ("runc true", "crun true", "yacr true"):
         if ref in med:
             res["ratios"][f"yacr-wasm hello / {ref}"] = med["yacr-wasm hello"] / med[ref]
