@@ -138,3 +138,14 @@ def build_rootfs_tar(rootfs: str, dest: str) -> str:
     with open(dest, "wb") as f:
         f.write(rootfs_tar(rootfs))
     return dest
+
+
+def build_wasm_archive(build_dir: str, base: str, name: str,
+                       modules: tuple[str, ...] = ("hello", "probe")) -> str:
+    """An OCI image archive (base/wasm-image.tar) whose rootfs holds only the sample
+    modules, compiled from C into build_dir; returns its path."""
+    from yacr.wasm.build import build_samples, wasm_rootfs
+
+    mods = build_samples(build_dir)
+    root = wasm_rootfs(f"{base}/wasm-rootfs", {f"{m}.wasm": mods[m] for m in modules})
+    return build_oci_archive(root, f"{base}/wasm-image.tar", name)

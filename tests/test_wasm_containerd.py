@@ -10,7 +10,7 @@ import pytest
 
 from client_util import wait_for
 from conftest import BUILD
-from oci_image import build_oci_archive
+from oci_image import build_wasm_archive
 from test_containerd import BINARIES, containerd, ctr  # noqa: F401 - the private daemon
 from test_cri import cri  # noqa: F401 - the private daemon with a CRI `yacr` handler
 
@@ -23,12 +23,7 @@ WASM_IMAGE = "docker.io/library/yacr-wasm:test"
 
 @pytest.fixture(scope="module")
 def wasm_image(containerd):  # noqa: F811 - the fixture imported above
-    from yacr.wasm.build import build_samples, wasm_rootfs
-
-    mods = build_samples(str(BUILD / "wasm"))
-    root = wasm_rootfs(str(containerd.base / "wasm-rootfs"),
-                       {"hello.wasm": mods["hello"], "probe.wasm": mods["probe"]})
-    archive = build_oci_archive(root, str(containerd.base / "wasm-image.tar"), WASM_IMAGE)
+    archive = build_wasm_archive(str(BUILD / "wasm"), str(containerd.base), WASM_IMAGE)
     p = containerd.ctr("image", "import", archive)
     assert p.returncode == 0, f"ctr image import failed: {p.stderr}"
     yield WASM_IMAGE
@@ -68,12 +63,8 @@ def test_cri_pod_mixes_wasm_and_native_containers(cri, tmp_path):  # noqa: F811
     (passed through by the handler's pod_annotations) makes the module a wasm container and
     leaves the pause container and a busybox sidecar native, in one pod."""
     from test_cri import IMAGE
-    from yacr.wasm.build import build_samples, wasm_rootfs
-
     pb, rt = cri.pb, cri.rt
-    mods = build_samples(str(BUILD / "wasm"))
-    root = wasm_rootfs(str(tmp_path / "rootfs"), {"probe.wasm": mods["probe"]})
-    tar = build_oci_archive(root, str(tmp_path / "wasm.tar"), CRI_WASM_IMAGE)
+    tar = build_wasm_archive(str(BUILD / "wasm"), str(tmp_path), CRI_WASM_IMAGE, ("probe",))
     p = cri.ctr("image", "import", tar)
     assert p.returncode == 0, p.stderr
     if not cri.has_image(CRI_WASM_IMAGE):

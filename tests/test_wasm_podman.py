@@ -10,7 +10,7 @@ import pytest
 
 from client_util import wait_for
 from conftest import BUILD
-from oci_image import build_oci_archive
+from oci_image import build_wasm_archive
 from test_podman import podman, podman_session, yacr_state  # noqa: F401 - the fixtures
 
 pytestmark = pytest.mark.skipif(
@@ -22,13 +22,7 @@ WASM_IMAGE = "docker.io/library/yacr-wasm:podman"
 
 @pytest.fixture(scope="module")
 def wasm_image(podman_session):  # noqa: F811 - the fixture imported above
-    from yacr.wasm.build import build_samples, wasm_rootfs
-
-    mods = build_samples(str(BUILD / "wasm"))
-    root = wasm_rootfs(str(podman_session.base / "wasm-rootfs"),
-                       {"hello.wasm": mods["hello"], "probe.wasm": mods["probe"]})
-    archive = build_oci_archive(root, str(podman_session.base / "wasm-image.tar"),
-                                WASM_IMAGE)
+    archive = build_wasm_archive(str(BUILD / "wasm"), str(podman_session.base), WASM_IMAGE)
     p = podman_session("load", "--input", archive)
     assert p.returncode == 0, f"podman load failed: {p.stderr}"
     yield WASM_IMAGE
