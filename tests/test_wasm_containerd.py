@@ -63,6 +63,7 @@ def test_cri_pod_mixes_wasm_and_native_containers(cri, tmp_path):  # noqa: F811
     (passed through by the handler's pod_annotations) makes the module a wasm container and
     leaves the pause container and a busybox sidecar native, in one pod."""
     from test_cri import IMAGE
+
     pb, rt = cri.pb, cri.rt
     tar = build_wasm_archive(str(BUILD / "wasm"), str(tmp_path), CRI_WASM_IMAGE, ("probe",))
     p = cri.ctr("image", "import", tar)

@@ -121,10 +121,8 @@ class Manager:
 
     def __init__(self, log: Log | None) -> None:
         self.log = log
-        self.warnings: list[str] = []
 
     def warn(self, msg: str) -> None:
-        self.warnings.append(msg)
         if self.log is not None:
             self.log.warn(msg)
 
@@ -321,7 +319,6 @@ class HybridManager(Manager):
         super().__init__(log)
         self.v1 = v1m
         self.v2 = v2m
-        v1m.warnings = v2m.warnings = self.warnings
 
     def prepare(self) -> None:
         self.v2.prepare()
