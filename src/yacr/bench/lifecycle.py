@@ -180,8 +180,6 @@ def _add_runs(res: Result, metric: str, times: dict[str, list[float]], note: str
 def run(ctx: Context) -> Result:
     res = Result()
     pairs = ctx.with_bundles("true", res)
-    if not pairs:
-        raise Skip("no runtime can run the `true` workload")
     got = runs_of_true(ctx, pairs)
     _add_runs(res, "run of true", {n: f["wall"] for n, f in got.items()})
     cmds = commands(ctx, pairs)

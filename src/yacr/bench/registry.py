@@ -155,7 +155,7 @@ class Context:
 
     def with_bundles(self, workload: str, result: Result) -> list[tuple[Runtime, str]]:
         """The runtimes that can run `workload`, with their bundles; the others are
-        recorded in result.skipped and printed."""
+        recorded in result.skipped and printed. None at all skips the scenario."""
         out = []
         for rt in self.runtimes:
             try:
@@ -163,6 +163,8 @@ class Context:
             except Skip as e:
                 result.skipped[rt.name] = str(e)
                 self.ui.print(f"  skipping {rt.name}: {e}")
+        if not out:
+            raise Skip(f"no runtime can run the `{workload}` workload")
         return out
 
 
