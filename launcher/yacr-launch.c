@@ -61,7 +61,10 @@ int main(int argc, char **argv) {
     }
     char **args = calloc((size_t)argc + 4, sizeof *args);
     if (args == NULL) return 1;
-    args[0] = "python3";
+    /* The interpreter's own path, never a bare name: Python derives its prefix (the
+     * standard library, site-packages) from argv[0], and would search PATH for a bare
+     * one, letting the caller's PATH choose the code a root process runs. */
+    args[0] = PYTHON;
     args[1] = "-IS";
     args[2] = SCRIPT;
     for (int i = 1; i < argc; i++) args[i + 2] = argv[i];

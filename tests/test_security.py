@@ -366,6 +366,33 @@ def test_cve_2019_5736_init_is_not_dumpable(runtime, bundles):
     assert p.stdout.split() == ["denied-exe", "denied-fd", "denied-mem"], p.stdout + p.stderr
 
 
+# --- the caller's PATH chooses no code ------------------------------------------------------
+
+
+def test_path_does_not_choose_the_standard_library(tmp_path):
+    """yacr runs as root with -I, yet Python derives its prefix (the standard library, and
+    the site-packages where the wasm engine's library is looked for) from its executable's
+    path, which it searches in PATH when argv[0] has no slash (seen: pyenv's bin first on
+    PATH gave Debian's interpreter pyenv's stdlib). A directory on the caller's PATH holding
+    bin/python3 and lib/python3.X/ must not be able to feed yacr its code."""
+    ver = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    fake = tmp_path / "fake"
+    (fake / "bin").mkdir(parents=True)
+    (fake / "bin" / "python3").write_text("#!/bin/sh\nexit 99\n")
+    (fake / "bin" / "python3").chmod(0o755)
+    stdlib = fake / "lib" / ver
+    (stdlib / "encodings").mkdir(parents=True)
+    marker = tmp_path / "hijacked"
+    touch = f"import posix\nposix.close(posix.open({str(marker)!r}, posix.O_CREAT | 1))\n"
+    (stdlib / "os.py").write_text(touch)
+    (stdlib / "encodings" / "__init__.py").write_text(touch)
+    env = dict(os.environ, PATH=f"{fake / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}")
+    p = subprocess.run([YACR, "--version"], env=env, capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode == 0 and "yacr version" in p.stdout, p.stdout + p.stderr
+    assert not marker.exists(), "yacr imported a standard library found through PATH"
+
+
 # --- CVE-2024-21626: leaked fds and a cwd of /proc/self/fd/N ------------------------------
 
 def _spawn_with_fds(cmd: list[str], fds: dict[int, int], **kw) -> subprocess.Popen:
