@@ -383,7 +383,8 @@ def test_path_does_not_choose_the_standard_library(tmp_path):
     stdlib = fake / "lib" / ver
     (stdlib / "encodings").mkdir(parents=True)
     marker = tmp_path / "hijacked"
-    touch = f"import posix\nposix.close(posix.open({str(marker)!r}, posix.O_CREAT | 1))\n"
+    touch = ("import posix\n"
+             f"posix.close(posix.open({str(marker)!r}, posix.O_CREAT | posix.O_WRONLY))\n")
     (stdlib / "os.py").write_text(touch)
     (stdlib / "encodings" / "__init__.py").write_text(touch)
     env = dict(os.environ, PATH=f"{fake / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}")
