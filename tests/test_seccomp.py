@@ -234,6 +234,7 @@ PROBE_C = r"""
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -274,6 +275,11 @@ int main(int argc, char **argv) {
         else if (!strcmp(m, "mkdir32")) printf("%s=%ld\n", m, int80(39, (long)path, 0700));
         else if (!strcmp(m, "getpid32")) printf("%s=%ld\n", m, int80(20, 0, 0) > 0 ? 1L : 0L);
         else if (!strcmp(m, "mkdirx32")) show(m, syscall(0x40000000L | SYS_mkdir, path, 0700));
+        else if (!strncmp(m, "sys:", 4)) show(m, syscall(atol(m + 4), 0, 0, 0));
+        else if (!strncmp(m, "sys32:", 6)) {
+            long rc = int80(atol(m + 6), 0, 0);
+            printf("%s=%ld\n", m, rc);
+        }
         else if (!strcmp(m, "trap")) {
             struct sigaction sa;
             memset(&sa, 0, sizeof sa);
@@ -345,6 +351,50 @@ def test_an_abi_the_profile_does_not_name_is_no_way_around_it(runtime, bundles, 
     p = run(runtime, bundles, spec)
     assert p.returncode == 128 + 31, (p.returncode, p.stdout, p.stderr)
     assert p.stdout == "hello\n"
+
+
+def test_syscalls_newer_than_the_profile_get_enosys(runtime, bundles, probe_dir):
+    """A profile with an errno default answers ENOSYS, not its EPERM, for every syscall
+    numbered above the highest it names (per ABI), so libc falls back as it does on an
+    older kernel; a syscall the profile knew but did not allow keeps the default."""
+    from yacr.linux.seccomp_default import default_profile
+    from yacr.linux.surface import syscall_number
+
+    allowed = next(r["names"] for r in default_profile()["syscalls"]
+                   if r["action"] == "SCMP_ACT_ALLOW" and not r.get("args"))
+    assert "acct" not in allowed and "reboot" not in allowed
+    profile = {"defaultAction": "SCMP_ACT_ERRNO", "architectures": ARCHES,
+               "syscalls": [{"names": allowed, "action": "SCMP_ACT_ALLOW"}]}
+    acct = syscall_number("acct")
+    spec = probe_spec(bundles, probe_dir, ["sys:1000", f"sys:{acct}", "sys32:1000",
+                                           "sys32:51"], profile)  # 51: acct on i386
+    p = run(runtime, bundles, spec)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["sys:1000=-38", f"sys:{acct}=-1", "sys32:1000=-38",
+                                "sys32:51=-1"]
+
+
+@pytest.mark.parametrize("default,stub", [("SCMP_ACT_ALLOW", False), ("SCMP_ACT_LOG", False),
+                                          ("SCMP_ACT_TRACE", False), ("SCMP_ACT_NOTIFY", False),
+                                          ("SCMP_ACT_ERRNO", True), ("SCMP_ACT_KILL", True),
+                                          ("SCMP_ACT_TRAP", True)])
+def test_the_stub_is_added_only_where_a_default_refuses(default, stub):
+    """A default that lets syscalls through (ALLOW, LOG) leaves libseccomp's program as it
+    is: the kernel itself answers ENOSYS. So do TRACE and NOTIFY, whose tracer or agent
+    sees every syscall and answers the ones it does not know."""
+    from yacr.linux import bpf
+    from yacr.linux.seccomp import Filter
+
+    prof = {"defaultAction": default, "architectures": ARCHES, "listenerPath": "/agent",
+            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]}
+    if default == "SCMP_ACT_ERRNO":
+        prof["syscalls"][0]["action"] = "SCMP_ACT_ALLOW"
+    raw = Filter(prof, None).export()
+    prog = Filter(prof, None).program().bpf
+    assert (prog != raw) is stub
+    assert prog.endswith(raw)
+    verdict, _ = bpf.run(bpf.decode(prog), bpf.seccomp_data(1000))
+    assert (verdict == 0x00050000 | 38) is stub
 
 
 def test_trap_delivers_sigsys_with_the_syscall(runtime, bundles, probe_dir):

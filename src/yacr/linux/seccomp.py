@@ -64,6 +64,9 @@ KERNEL_FLAGS = {"SECCOMP_FILTER_FLAG_TSYNC": 1, "SECCOMP_FILTER_FLAG_LOG": 2,
 _FLAG_NEW_LISTENER = 8
 _FLAG_TSYNC_ESRCH = 16  # TSYNC together with NEW_LISTENER needs it
 EPERM = 1
+# Part of every cache key: bumped whenever the program made from a profile changes (2: the
+# ENOSYS stub), so an entry written by an older yacr of the same version is not reused.
+CACHE_FORMAT = 2
 
 
 class _Lib:
@@ -74,8 +77,11 @@ class _Lib:
         self.init = lib.function("seccomp_init", S.c_void_p)
         self.release = lib.function("seccomp_release", S.c_int)
         self.arch_add = lib.function("seccomp_arch_add", S.c_int)
+        self.arch_native = lib.function("seccomp_arch_native", S.c_uint)
         self.arch_resolve_name = lib.function("seccomp_arch_resolve_name", S.c_uint)
         self.syscall_resolve_name = lib.function("seccomp_syscall_resolve_name", S.c_int)
+        self.syscall_resolve_name_arch = lib.function("seccomp_syscall_resolve_name_arch",
+                                                      S.c_int)
         self.rule_add_array = lib.function("seccomp_rule_add_array", S.c_int)
         self.attr_set = lib.function("seccomp_attr_set", S.c_int)
         self.export_bpf = lib.function("seccomp_export_bpf", S.c_int)
@@ -101,7 +107,7 @@ class Filter:
     """A compiled (not yet loaded) seccomp filter."""
 
     __slots__ = ("lib", "ctx", "uses_notify", "listener_path", "listener_metadata", "rules",
-                 "default", "kernel_flags")
+                 "default", "kernel_flags", "arches", "names")
 
     def __init__(self, cfg: dict[str, Any], log: Log | None, path: str = "linux.seccomp") -> None:
         from yacr.spec import integer, obj, str_list, string
@@ -120,10 +126,13 @@ class Filter:
         self.listener_metadata = "" if lm is None else string(lm, f"{path}.listenerMetadata")
         self.rules = 0
         self.kernel_flags = 0
+        self.arches: list[int] = []  # libseccomp arch tokens, the native one first
+        self.names: set[str] = set()  # every syscall a rule names, for the ENOSYS stub
         ctx = self.lib.init(S.c_uint(self.default))
         if not ctx:
             raise YacrError(f"{path}: libseccomp could not create a filter")
         self.ctx = S.c_void_p(ctx)
+        self.arches.append(self.lib.arch_native())
         try:
             # no_new_privs is the runtime's decision (process.noNewPrivileges), not libseccomp's.
             self._attr(_ATTR_CTL_NNP, 0, path)
@@ -147,6 +156,7 @@ class Filter:
                 if action & 0xFFFF0000 == ACT_NOTIFY:
                     self.uses_notify = True
                 conds = self._conditions(rule.get("args"), rp, integer, obj, string)
+                self.names.update(names)
                 for j, name in enumerate(names):
                     self._add_rule(name, action, conds, f"{rp}.names[{j}]", log)
             if self.uses_notify and not self.listener_path:
@@ -169,6 +179,8 @@ class Filter:
         rc = self.lib.arch_add(self.ctx, S.c_uint(token))
         if rc < 0 and -rc != 17:  # EEXIST: the native one is already there
             raise YacrError(f"{path}: cannot add {name}: {posix.strerror(-rc)}")
+        if token not in self.arches:
+            self.arches.append(token)
 
     @staticmethod
     def _conditions(args: Any, rp: str, integer: Any, obj: Any, string: Any) -> list[bytes]:
@@ -239,9 +251,103 @@ class Filter:
             self.lib.release(self.ctx)
 
 
+    def last_syscalls(self) -> dict[int, int]:
+        """For each architecture of the filter, the highest syscall number a rule names
+        there (x32 numbers keep their 0x40000000 bit); architectures where no rule
+        resolves are left out."""
+        out: dict[int, int] = {}
+        for arch in self.arches:
+            best = -1
+            for name in self.names:
+                nr = self.lib.syscall_resolve_name_arch(S.c_uint(arch), name.encode())
+                best = max(best, nr)
+            if best >= 0:
+                out[arch] = best
+        return out
+
     def program(self) -> Program:
-        return Program(self.export(), self.kernel_flags, self.uses_notify, self.listener_path,
-                       self.listener_metadata)
+        """The loadable program: libseccomp's, behind an ENOSYS stub unless the default
+        action lets syscalls through anyway (see enosys_stub). TRACE and NOTIFY defaults
+        count as letting through: their tracer or agent sees every syscall and answers
+        the unknown ones itself (runc stubs NOTIFY defaults too; yacr's own recorder,
+        `yacr profile`, needs to see every call)."""
+        last = {} if self.default & 0xFFFF0000 in (ACT_ALLOW, ACT_LOG, ACT_TRACE, ACT_NOTIFY) \
+            else self.last_syscalls()
+        bpf = self.export()
+        return Program(enosys_stub(last) + bpf if last else bpf, self.kernel_flags,
+                       self.uses_notify, self.listener_path, self.listener_metadata)
+
+
+# The ENOSYS stub. A profile lists the syscalls its author knew; a newer one (a new kernel,
+# a new libc) then meets the default action, typically EPERM. libc reads EPERM as "refused"
+# and gives up, where ENOSYS would make it fall back to the old call (clone3 -> clone,
+# faccessat2 -> faccessat, statx -> fstatat...). So, as runc does, every syscall numbered
+# above the highest one the profile names (per architecture) answers ENOSYS before the
+# profile is consulted; those the profile knew but did not list still get its default.
+_AUDIT_ARCH_X86_64 = 0xC000003E
+_SCMP_ARCH_X32 = 0x4000003E  # libseccomp's token; the kernel reports x32 as x86_64
+_X32_BIT = 0x40000000
+_ENOSYS = 38
+# cBPF opcodes (linux/filter.h): load word at absolute offset; jumps against a constant
+_LD_ABS, _JEQ, _JGT, _JSET, _JA, _RET = 0x20, 0x15, 0x25, 0x45, 0x05, 0x06
+_OFF_NR, _OFF_ARCH = 0, 4
+
+
+def enosys_stub(last: dict[int, int]) -> bytes:
+    """cBPF that answers ENOSYS for a syscall above `last[arch]` and otherwise jumps to the
+    instruction right after itself, where the profile's program goes.
+
+    Layout: load the arch; one section per audit arch (compare it, load the number, branch
+    to ENOSYS or to the profile); a jump to the profile for any other arch; the ENOSYS
+    return. Jumps name labels, resolved once every position is known; all go forward over
+    a few instructions, well within cBPF's 8-bit offsets.
+    """
+    from yacr.linux.bpf import encode
+
+    by_audit: dict[int, dict[str, int]] = {}
+    for arch, nr in last.items():
+        if arch == _SCMP_ARCH_X32:
+            by_audit.setdefault(_AUDIT_ARCH_X86_64, {})["x32"] = nr
+        else:
+            by_audit.setdefault(arch, {})["main"] = nr
+    code: list[tuple[int, int, str | None, str | None]] = []
+    labels: dict[str, int] = {}
+
+    def emit(op: int, k: int = 0, jt: str | None = None, jf: str | None = None) -> None:
+        code.append((op, k, jt, jf))
+
+    emit(_LD_ABS, _OFF_ARCH)
+    for i, (audit, maxes) in enumerate(by_audit.items()):
+        emit(_JEQ, audit, None, f"next{i}")
+        emit(_LD_ABS, _OFF_NR)
+        if audit == _AUDIT_ARCH_X86_64:
+            # x32 numbers carry bit 30: they meet the x32 bound, or the profile if none
+            emit(_JSET, _X32_BIT, f"x32-{i}" if "x32" in maxes else "filter")
+            if "main" in maxes:
+                emit(_JGT, maxes["main"], "enosys", "filter")
+            else:
+                emit(_JA, 0, "filter")
+            if "x32" in maxes:
+                labels[f"x32-{i}"] = len(code)
+                emit(_JGT, maxes["x32"], "enosys", "filter")
+        else:
+            emit(_JGT, maxes["main"], "enosys", "filter")
+        labels[f"next{i}"] = len(code)
+    emit(_JA, 0, "filter")
+    labels["enosys"] = len(code)
+    emit(_RET, 0x00050000 | _ENOSYS)
+    labels["filter"] = len(code)
+
+    def offset(label: str | None, pc: int) -> int:
+        return 0 if label is None else labels[label] - (pc + 1)
+
+    out = []
+    for pc, (op, k, jt, jf) in enumerate(code):
+        if op == _JA:
+            out.append((op, 0, 0, offset(jt, pc)))
+        else:
+            out.append((op, offset(jt, pc), offset(jf, pc), k))
+    return encode(out)
 
 
 class Program:
@@ -309,7 +415,7 @@ def compile_profile(cfg: dict[str, Any], log: Log | None, cache_dir: str = "",
         uname = posix.uname()
         from yacr import __version__
 
-        text = jsonio.dumps([cfg, uname.release, uname.machine, __version__])
+        text = jsonio.dumps([cfg, uname.release, uname.machine, __version__, CACHE_FORMAT])
         key = _sha256.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
         cached = _cache_read(cache_dir, key, cfg, log)
         if cached is not None:
