@@ -581,6 +581,29 @@ def test_exec_user_1_runs_as_uid_1(runtime, bundles):
 
 # --- procfs and sysfs ----------------------------------------------------------------------
 
+@pytest.mark.parametrize("no_pivot", [False, True])
+@pytest.mark.parametrize("fstype", ["proc", "sysfs"])
+def test_no_fresh_proc_or_sysfs_from_a_nested_user_namespace(runtime, bundles, no_pivot,
+                                                               fstype):
+    """With --no-pivot, chroot left the host's full /proc and /sys mounted (out of sight)
+    in the container's mount namespace, and the kernel lets the owner of a new user, mount
+    and pid namespace mount a fresh procfs or sysfs while such a full one is visible: a
+    /proc without maskedPaths. runc's replay (CAP_SETFCAP lets unshare -r write a uid map
+    for root); the mount must fail as it does under pivot_root."""
+    target = "/proc" if fstype == "proc" else "/sys"
+    spec = bundles.spec(["unshare", "-mrpf", "sh", "-c",
+                         f"mount -t {fstype} none {target} && echo MOUNTED"])
+    spec["linux"].pop("seccomp", None)  # runc's default spec has none; ours refuses unshare
+    caps = spec["process"]["capabilities"]
+    for kind in ("bounding", "permitted"):
+        caps[kind] = sorted(set(caps[kind]) | {"CAP_SETFCAP"})
+    args = ["run", "--bundle", bundles.write(spec), runtime.new_id()]
+    p = runtime(*(args[:1] + ["--no-pivot"] + args[1:] if no_pivot else args))
+    assert "MOUNTED" not in p.stdout, p.stdout
+    assert p.returncode == 1, (p.returncode, p.stdout, p.stderr)
+    assert "mount: permission denied" in p.stderr, p.stderr
+
+
 @pytest.mark.parametrize("name,target", [
     ("proc", "abs-host"), ("proc", "relative"), ("sys", "abs-host"), ("sys", "relative"),
 ])

@@ -157,3 +157,12 @@ def read_leftovers(fd: int) -> list[bytes]:
             break
         chunks.append(chunk)
     return chunks
+
+
+def unescape_mountinfo(field: str) -> str:
+    """A path field of /proc/self/mountinfo: the kernel writes space, tab, newline and
+    backslash as octal escapes."""
+    if "\\" not in field:
+        return field
+    return (field.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n")
+            .replace("\\134", "\\"))

@@ -61,7 +61,7 @@ def detect_layout(mountinfo: str = "/proc/self/mountinfo") -> Layout:
         pre, _, post = line.partition(" - ")
         fields = pre.split()
         fstype, _src, superopts = (post.split() + ["", ""])[:3]
-        root, mnt = fields[3], _unescape(fields[4])
+        root, mnt = fields[3], fs.unescape_mountinfo(fields[4])
         if fstype == "cgroup2":
             h = Hierarchy("", mnt, root, True, superopts)
             if mnt == CGROUP_ROOT:
@@ -82,11 +82,6 @@ def detect_layout(mountinfo: str = "/proc/self/mountinfo") -> Layout:
     if not hier:
         return Layout("none", [])
     return Layout("v1", hier)
-
-
-def _unescape(s: str) -> str:
-    return s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace(
-        "\\134", "\\")
 
 
 def own_cgroup(key: str, v2: bool) -> str:

@@ -458,6 +458,7 @@ class Rootfs:
 
     def _switch_root(self, no_pivot: bool) -> None:
         if no_pivot:
+            _hide_host_pseudo_filesystems(self.path)
             posix.chdir(self.path)
             S.mount(self.path, "/", None, S.MS_MOVE)
             posix.chroot(".")
@@ -569,6 +570,42 @@ def copy_tree(src: int, dst: int) -> None:
         posix.chown(e.name, st.st_uid, st.st_gid, dir_fd=dst, follow_symlinks=False)
 
 
+def _hide_host_pseudo_filesystems(rootfs: str) -> None:
+    """Before --no-pivot's MS_MOVE and chroot: unmount the host's whole proc and sysfs
+    mounts in this mount namespace, or cover them with a tmpfs where they cannot be
+    unmounted.
+
+    chroot leaves the old root's mounts in the namespace, out of sight but not out of
+    reach: the kernel lets a process that makes a user, mount and pid namespace mount a
+    fresh procfs or sysfs as long as a full, uncovered one is visible in its mount
+    namespace, and that fresh one has none of maskedPaths and readonlyPaths. Each mount
+    is made a slave first, so that the unmount cannot travel back to the host.
+    """
+    inside = rootfs.rstrip("/") + "/"
+    targets = []
+    with open("/proc/self/mountinfo", "rb") as f:
+        for line in f:
+            pre, _, post = line.decode("utf-8", "surrogateescape").partition(" - ")
+            fields = pre.split(" ")
+            fstype = post.split(" ", 1)[0]
+            mp = fs.unescape_mountinfo(fields[4])
+            if fstype in ("proc", "sysfs") and fields[3] == "/" and \
+                    not (mp + "/").startswith(inside):
+                targets.append(mp)
+    for mp in reversed(targets):  # the deepest (latest) first
+        try:
+            S.mount(None, mp, None, S.MS_SLAVE | S.MS_REC)
+        except FileNotFoundError:
+            continue  # went with a mount above it
+        try:
+            S.umount2(mp, S.MNT_DETACH)
+        except OSError as e:
+            if e.errno not in (1, 22):  # EPERM, EINVAL: locked or busy, cover it instead
+                raise YacrError(f"--no-pivot: cannot unmount the host's {mp}: "
+                                f"{e.strerror}") from None
+            S.mount("tmpfs", mp, "tmpfs", S.MS_NOSUID | S.MS_NODEV | S.MS_NOEXEC, "size=0")
+
+
 def _make_parent_private(path: str) -> None:
     """pivot_root refuses a new root whose parent mount is shared: make that mount private."""
     mp = _mountpoint_of(path)
@@ -579,8 +616,8 @@ def _mountpoint_of(path: str) -> str:
     best = "/"
     with open("/proc/self/mountinfo", "rb") as f:
         for line in f:
-            mp = line.split(b" ", 5)[4].decode("utf-8", "surrogateescape")
-            mp = mp.replace("\\040", " ")
+            mp = fs.unescape_mountinfo(line.split(b" ", 5)[4].decode("utf-8",
+                                                                     "surrogateescape"))
             if (path == mp or path.startswith(mp.rstrip("/") + "/")) and len(mp) > len(best):
                 best = mp
     return best
