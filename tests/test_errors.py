@@ -241,7 +241,8 @@ def test_failing_create_runtime_hook_cleans_up(runtime, bundles, tmp_path):
                                                                     "echo broken >&2; exit 3"]}]}
     cid = runtime.new_id()
     p = runtime("create", "--bundle", bundles.write(spec), cid)
-    assert_clean_error(p, "createRuntime hook #0", "exit status 3", "broken")
+    assert_clean_error(p, "error running hook #0 (createRuntime: /bin/sh)", "exit status 3",
+                       "broken")
     assert_nothing_left(runtime, cid)
 
 

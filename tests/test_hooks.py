@@ -115,7 +115,7 @@ def test_failing_create_hooks_stop_create(runtime, bundles, kind):
     cid = runtime.new_id()
     p = runtime("create", "--bundle", bundles.write(spec), cid)
     assert p.returncode == 1
-    assert f"{kind} hook #0" in p.stderr
+    assert f"error running hook #0 ({kind}: /bin/false): exit status 1" in p.stderr
     assert runtime.containers_left() == []
 
 
@@ -168,3 +168,60 @@ def test_failing_start_container_hook(runtime, bundles):
     p = runtime("run", "--bundle", bundles.write(spec), cid)
     assert p.returncode != 0
     assert "startContainer" in p.stderr
+
+
+def test_start_container_hooks_run_under_the_seccomp_filter(runtime, bundles, tmp_path):
+    """A startContainer hook runs in the container once it is set up, so the container's
+    filter confines it: a KILL rule for mkdir ends the hook (runc's "bad system call"),
+    and with it the start."""
+    marker = tmp_path / "made"
+    spec = bundles.spec(["true"])
+    spec["mounts"].append({"destination": "/out", "type": "bind", "source": str(tmp_path),
+                           "options": ["rbind"]})
+    spec["linux"]["seccomp"] = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_KILL"}]}
+    spec["hooks"] = {"startContainer": [{"path": "/bin/sh",
+                                         "args": ["sh", "-c", "mkdir /out/made"]}]}
+    p = runtime("run", "--bundle", bundles.write(spec), runtime.new_id())
+    assert p.returncode != 0
+    assert "error running hook #0 (startContainer: /bin/sh)" in p.stderr, p.stderr
+    assert "bad system call" in p.stderr, p.stderr
+    assert not marker.exists()
+
+
+def test_start_container_hooks_inherit_only_stdio(runtime, bundles, tmp_path):
+    """Nothing of the runtime's (its socket, the exec FIFO, the log) reaches the hook."""
+    spec = bundles.spec(["true"])
+    spec["mounts"].append({"destination": "/out", "type": "bind", "source": str(tmp_path),
+                           "options": ["rbind"]})
+    spec["hooks"] = {"startContainer": [{"path": "/bin/sh", "args": [
+        "sh", "-c", "ls /proc/self/fd > /out/fds"]}]}
+    p = runtime("run", "--bundle", bundles.write(spec), runtime.new_id(),
+                log=str(tmp_path / "log.json"))
+    assert p.returncode == 0, p.stderr
+    # 0, 1, 2 and the directory ls itself is reading
+    assert len((tmp_path / "fds").read_text().split()) == 4, (tmp_path / "fds").read_text()
+
+
+def test_hooks_without_env_get_the_runtimes_environment(runtime, bundles, tmp_path):
+    """No "env": the runtime's environment, PATH included (runc, crun); "env": [] is an
+    empty environment."""
+    out = tmp_path / "env"
+    out.mkdir()
+    spec = bundles.spec(["true"])
+    spec["hooks"] = {
+        "prestart": [{"path": "/bin/sh", "args": ["sh", "-c", f"env > {out}/inherited"]},
+                     {"path": "/bin/sh", "args": ["sh", "-c", f"env > {out}/empty"],
+                      "env": []}],
+        "poststop": [{"path": "/bin/sh", "args": ["sh", "-c", f"env > {out}/poststop"]}]}
+    env = dict(os.environ, PATH="/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin:/hook-path",
+               YACR_HOOK_MARK="from-the-runtime")
+    p = runtime("run", "--bundle", bundles.write(spec), runtime.new_id(), env=env)
+    assert p.returncode == 0, p.stderr
+    for name in ("inherited", "poststop"):
+        lines = (out / name).read_text().splitlines()
+        assert "YACR_HOOK_MARK=from-the-runtime" in lines, name
+        assert any(x.startswith("PATH=") and x.endswith(":/hook-path") for x in lines), name
+    assert "YACR_HOOK_MARK" not in (out / "empty").read_text()

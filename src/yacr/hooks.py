@@ -56,7 +56,7 @@ def run_hook_dicts(kind: str, hooks: list[dict[str, Any]], state: dict[str, Any]
     payload = jsonio.dumps(state).encode()
     for i, h in enumerate(hooks):
         try:
-            run_hook(kind, i, h["path"], h.get("args") or [h["path"]], h.get("env") or [],
+            run_hook(kind, i, h["path"], h.get("args") or [h["path"]], h.get("env"),
                      h.get("timeout"), payload)
         except HookError as e:
             if warn is None:
@@ -64,35 +64,42 @@ def run_hook_dicts(kind: str, hooks: list[dict[str, Any]], state: dict[str, Any]
             warn(str(e))
 
 
-def run_hook(kind: str, index: int, path: str, args: list[str], env: list[str],
+def run_hook(kind: str, index: int, path: str, args: list[str], env: list[str] | None,
              timeout: int | None, payload: bytes,
              on_spawn: Callable[[int], None] | None = None) -> None:
+    """One hook; env None (the config has none) passes the runtime's own environment on,
+    PATH included, as runc and crun do. Errors start with runc's "error running hook"."""
     in_r, in_w = posix.pipe2(posix.O_CLOEXEC)
     out_r, out_w = posix.pipe2(posix.O_CLOEXEC)
-    envmap = {}
-    for e in env:
+    envmap: dict[str, str] | dict[bytes, bytes] = posix.environ if env is None else {}
+    for e in env or ():
         k, _, v = e.partition("=")
-        envmap[k] = v
+        envmap[k] = v  # type: ignore[index]
+    what = f"error running hook #{index} ({kind}: {path})"
     try:
         pid = _spawn(path, args or [path], envmap, in_r, out_w, on_spawn)
     except OSError as e:
         for fd in (in_r, in_w, out_r, out_w):
             posix.close(fd)
-        raise HookError(f"{kind} hook #{index} ({path}): {e.strerror}") from None
+        raise HookError(f"{what}: {e.strerror}") from None
     posix.close(in_r)
     posix.close(out_w)
     output = _feed_and_wait(pid, in_w, out_r, payload, timeout)
     if output is None:
-        raise HookError(f"{kind} hook #{index} ({path}) timed out after {timeout}s")
+        raise HookError(f"{what}: timed out after {timeout}s")
     status, text = output
     if status != 0:
-        why = f"exit status {status}" if status > 0 else f"killed by signal {-status}"
+        if status > 0:
+            why = f"exit status {status}"
+        else:
+            name = _signal.strsignal(-status) or f"signal {-status}"
+            why = f"signal: {name.lower()} (signal {-status})"
         detail = text.decode("utf-8", "replace").strip().replace("\n", " ")
-        raise HookError(f"{kind} hook #{index} ({path}) failed: {why}"
-                        + (f": {detail}" if detail else ""))
+        raise HookError(f"{what}: {why}" + (f": {detail}" if detail else ""))
 
 
-def _spawn(path: str, args: list[str], env: dict[str, str], stdin: int, out: int,
+def _spawn(path: str, args: list[str], env: dict[str, str] | dict[bytes, bytes], stdin: int,
+           out: int,
            on_spawn: Callable[[int], None] | None) -> int:
     """fork + execve of a hook that dies with us and leads its own process group; an exec
     failure comes back as OSError, as from posix_spawn. The hook execs only once on_spawn

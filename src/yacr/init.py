@@ -257,6 +257,14 @@ def _setup(cfg: InitConfig) -> None:
         except InterruptedError:
             continue
     posix.close(cfg.fifo_fd)
+    for sig in (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT,
+                _signal.SIGUSR1, _signal.SIGUSR2):
+        _signal.signal(sig, _signal.SIG_DFL)
+    S.close_range_cloexec(3 + cfg.opts.preserve_fds)
+    # The seccomp filter (and the final capabilities) before startContainer hooks: they
+    # run in the container, so they are confined exactly as its process will be, and they
+    # inherit nothing of the runtime's but stdio.
+    last_step()
     if spec.hooks.get("startContainer"):
         try:
             run_hooks("startContainer", spec.hooks["startContainer"],
@@ -266,11 +274,6 @@ def _setup(cfg: InitConfig) -> None:
 
             posix.write(2, f"yacr: {one_line(str(e))}\n".encode())
             posix._exit(1)
-    for sig in (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT,
-                _signal.SIGUSR1, _signal.SIGUSR2):
-        _signal.signal(sig, _signal.SIG_DFL)
-    S.close_range_cloexec(3 + cfg.opts.preserve_fds)
-    last_step()
     try:
         cfg.handler.run(path, proc.args, env)
     except OSError as e:

@@ -310,12 +310,15 @@ class Hook:
         if not self.args:
             self.args = [self.path]
         e = _opt(d, "env")
-        self.env = [] if e is None else str_list(e, f"{path}.env")
+        # absent: the hook inherits the runtime's environment, as under runc and crun
+        self.env = None if e is None else str_list(e, f"{path}.env")
         t = _opt(d, "timeout")
         self.timeout = None if t is None else integer(t, f"{path}.timeout", 1, _U32)
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"path": self.path, "args": self.args, "env": self.env}
+        d: dict[str, Any] = {"path": self.path, "args": self.args}
+        if self.env is not None:
+            d["env"] = self.env
         if self.timeout is not None:
             d["timeout"] = self.timeout
         return d
