@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -544,6 +545,97 @@ def test_exec_is_held_by_the_same_device_rules(runtime, bundles):
     runtime.state(cid)
     p = runtime("exec", cid, "sh", "-c", DEVICE_CHECK)
     assert device_results(p.stdout) == EXPECTED_DEVICES
+
+
+def test_hybrid_host_container_and_exec_join_the_cgroup2_hierarchy(runtime, bundles):
+    """On a hybrid host the container's cgroup is also in the cgroup2 hierarchy, whatever
+    its resources: the `0::` line of /proc/PID/cgroup is what tools read (runc's exec
+    test compares it between init and an exec'd process)."""
+    cid = start(runtime, bundles, ["sleep", "100"])
+    pid = runtime.state(cid)["pid"]
+    init_line = Path(f"/proc/{pid}/cgroup").read_text().splitlines()[-1]
+    assert init_line == f"0::/yacr/{cid}"
+    p = runtime("exec", cid, "cat", "/proc/self/cgroup")
+    assert p.returncode == 0, p.stderr
+    # the container has a cgroup namespace: inside, its own cgroup is the root
+    assert p.stdout.splitlines()[-1] == "0::/"
+    assert str(pid) in rd(cid, "unified", "cgroup.procs").split()
+    p = runtime("exec", "-d", "--pid-file", str(Path(bundles.base) / "exec.pid"), cid,
+                "sleep", "100")
+    assert p.returncode == 0, p.stderr
+    exec_pid = (Path(bundles.base) / "exec.pid").read_text()
+    assert Path(f"/proc/{exec_pid}/cgroup").read_text().splitlines()[-1] == init_line
+
+
+# --- cgroups that exist before the container -------------------------------------------------
+
+@pytest.fixture
+def own_cgroup_path():
+    """A top-level cgroupsPath of the test's own, removed (in every hierarchy) afterwards."""
+    name = f"yacr-test-{uuid.uuid4().hex[:10]}"
+    yield name
+    for h in CGROUP.iterdir():
+        d = h / name
+        if d.is_dir():
+            if (d / "freezer.state").exists():
+                (d / "freezer.state").write_text("THAWED")
+            for sub in sorted(d.glob("**/"), key=lambda x: len(x.parts), reverse=True):
+                sub.rmdir()
+
+
+def test_a_frozen_cgroup_is_refused_not_waited_on(runtime, bundles, own_cgroup_path):
+    """create into a cgroup someone froze would leave init in the refrigerator and the
+    runtime waiting for it: refused at once (runc's words), and nothing is left."""
+    frozen = CGROUP / "freezer" / own_cgroup_path
+    frozen.mkdir()
+    (frozen / "freezer.state").write_text("FROZEN")
+    spec = bundles.spec(["true"])
+    spec["linux"]["cgroupsPath"] = "/" + own_cgroup_path
+    for cmd in (["run", "-d"], ["create"]):
+        cid = runtime.new_id()
+        t = time.monotonic()
+        p = runtime(*cmd, "--bundle", bundles.write(spec), cid, timeout=30)
+        assert time.monotonic() - t < 10
+        assert p.returncode == 1
+        assert "container's cgroup unexpectedly frozen" in p.stderr, p.stderr
+        assert runtime.containers_left() == []
+    assert frozen.is_dir()  # not the runtime's to remove: it existed before
+
+
+def test_a_cgroup_frozen_during_create_fails_create(runtime, bundles, own_cgroup_path,
+                                                    tmp_path):
+    """Frozen while init waits for the prestart hooks to end: the runtime notices within a
+    second, kills init (thawing it, or it would never die) and removes what it made."""
+    spec = bundles.spec(["true"])
+    spec["linux"]["cgroupsPath"] = "/" + own_cgroup_path
+    state = CGROUP / "freezer" / own_cgroup_path / "freezer.state"
+    spec["hooks"] = {"prestart": [{"path": "/bin/sh",
+                                   "args": ["sh", "-c", f"echo FROZEN > {state}"]}]}
+    cid = runtime.new_id()
+    p = runtime("create", "--bundle", bundles.write(spec), cid, timeout=30)
+    assert p.returncode == 1
+    assert "container's cgroup unexpectedly frozen" in p.stderr, p.stderr
+    assert runtime.containers_left() == []
+    assert not any((h / own_cgroup_path).exists() for h in CGROUP.iterdir())
+
+
+def test_a_shared_cgroup_is_used_with_a_warning(runtime, bundles, own_cgroup_path):
+    spec = bundles.spec(["sleep", "100"])
+    spec["linux"]["cgroupsPath"] = "/" + own_cgroup_path
+    b = bundles.write(spec)
+    first, second = runtime.new_id(), runtime.new_id()
+    p = runtime("run", "-d", "--bundle", b, first)
+    assert p.returncode == 0 and "not empty" not in p.stderr, p.stderr
+    p = runtime("run", "-d", "--bundle", b, second)
+    assert p.returncode == 0, p.stderr
+    assert "container's cgroup is not empty" in p.stderr, p.stderr
+    procs = (CGROUP / "pids" / own_cgroup_path / "cgroup.procs").read_text().split()
+    assert {str(runtime.state(c)["pid"]) for c in (first, second)} <= set(procs)
+    # the second delete leaves the cgroup its first user made and still uses
+    assert runtime("delete", "--force", second).returncode == 0
+    assert (CGROUP / "pids" / own_cgroup_path).is_dir()
+    assert runtime("delete", "--force", first).returncode == 0
+    assert not (CGROUP / "pids" / own_cgroup_path).exists()
 
 
 # --- cleanup -------------------------------------------------------------------------------

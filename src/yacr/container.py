@@ -20,10 +20,16 @@ from yacr.state import CONFIG_COPY, EXEC_FIFO, State, Store, dir_name, proc_stat
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
     from yacr import protocol
     from yacr.log import Log
+
+
+# The longest the runtime waits for one message from a container's init during create
+# (init's createContainer hooks included); the cgroup's freezer is checked every second.
+INIT_TIMEOUT = 600
 
 
 class Context:
@@ -117,8 +123,7 @@ def create(ctx: Context, cid: str, bundle: str, opts: CreateOptions,
                         f"cgroup {spec.linux.cgroups_path!r} cannot be honoured; drop the flag")
     layout = cgroups.detect_layout()
     res = cgroups.parse_resources(spec.linux.resources)
-    paths = cgroups.resolve_paths(layout, spec.linux.cgroups_path, dir_name(cid),
-                                  need_unified=cgroups.needs_unified(layout, res))
+    paths = cgroups.resolve_paths(layout, spec.linux.cgroups_path, dir_name(cid))
     filt = None
     if spec.linux.seccomp is not None:
         from yacr.linux.seccomp import compile_profile
@@ -166,7 +171,9 @@ def create(ctx: Context, cid: str, bundle: str, opts: CreateOptions,
         # page either process writes then gets copied, and both may share one CPU.
         st.save()
         paths = _make_cgroups(ctx, st, paths, made)
+        _check_cgroup_usable(ctx, paths, made)
         cgroups.apply_resources(paths, res, spec, ctx.log)
+        chan.watch(_watch_init(paths))
         write_atomic(st.path, CONFIG_COPY, spec.source)
         ctx.log.hold()
         cfg = init.InitConfig(cid, spec, bundle, init_chan, plan, layout, paths, fifo_fd, csock,
@@ -253,6 +260,39 @@ def _make_cgroups(ctx: Context, st: State, paths: dict[str, str],
         st.save()
         return {}
     return paths
+
+
+def _check_cgroup_usable(ctx: Context, paths: dict[str, str], made: list[str]) -> None:
+    """A cgroup that existed before the container: a frozen one would stop init at its
+    first step (and create with it), so it is refused, as runc does; one with processes in
+    it is shared with something else, which runc allows with a warning."""
+    if not paths or set(made) >= set(paths.values()):
+        return  # every leaf is new: nothing in it, and frozen only through a parent
+    if cgroups.frozen_now(paths):
+        raise YacrError("container's cgroup unexpectedly frozen (thaw it, or choose "
+                        "another linux.cgroupsPath)")
+    others = cgroups.pids(paths)
+    if others:
+        ctx.log.warn(f"container's cgroup is not empty: {len(others)} process(es) already "
+                     f"in {sorted(paths.values())[0]}")
+
+
+def _watch_init(paths: dict[str, str]) -> Callable[[], None]:
+    """What the runtime checks while it waits for init: a cgroup frozen under it would
+    leave init in the refrigerator and the runtime waiting forever; and no step of init's
+    set-up may take longer than INIT_TIMEOUT."""
+    import time
+
+    deadline = time.monotonic() + INIT_TIMEOUT
+
+    def idle() -> None:
+        if paths and cgroups.frozen_now(paths):
+            raise YacrError("container's cgroup unexpectedly frozen while the container "
+                            "was being created")
+        if time.monotonic() > deadline:
+            raise YacrError(f"container init did not finish its set-up within "
+                            f"{INIT_TIMEOUT} s")
+    return idle
 
 
 def receive_fds(chan: protocol.Channel, done: str, filt: Any, st: State,
@@ -386,13 +426,17 @@ def _undo_create(ctx: Context, st: State, pid: int, made: list[str]) -> None:
             posix.kill(pid, 9)
         except ProcessLookupError:
             pass
+        if st.cgroups and cgroups.frozen_now(st.cgroups):
+            cgroups.freeze(st.cgroups, False)  # a frozen init never dies of its SIGKILL
         try:
             posix.waitpid(pid, 0)
         except ChildProcessError:
             pass
     try:
         if st.cgroups:
-            cgroups.signal_all(st.cgroups, 9)
+            own = _own_cgroups(st)
+            if own:
+                cgroups.signal_all(own, 9)
             cgroups.destroy(st.cgroups, made)
     except YacrError as e:
         ctx.log.warn(str(e))
@@ -591,8 +635,9 @@ def destroy(ctx: Context, st: State, run_poststop: bool = True, reaped: bool = F
             p.register(fd, select.POLLIN)
             p.poll(5000)
             posix.close(fd)
-        if st.cgroups and cgroups.pids(st.cgroups):
-            cgroups.signal_all(st.cgroups, 9)
+        own = _own_cgroups(st)
+        if own and cgroups.pids(own):
+            cgroups.signal_all(own, 9)
     if st.cgroups:
         cgroups.destroy(st.cgroups, st.extra.get("cgroupsMade", []))
     _unmount_host_rootfs(st)
@@ -602,6 +647,14 @@ def destroy(ctx: Context, st: State, run_poststop: bool = True, reaped: bool = F
 
         run_hook_dicts("poststop", st.hooks["poststop"], _hook_state(st, "stopped", 0),
                        warn=ctx.log.warn)
+
+
+def _own_cgroups(st: State) -> dict[str, str]:
+    """The container's cgroups that it made itself: every process in them is the
+    container's, to be killed with it. A cgroup that existed before (shared with another
+    container, or frozen and refused) is left to whoever else is in it."""
+    made = set(st.extra.get("cgroupsMade", []))
+    return {k: p for k, p in st.cgroups.items() if p in made}
 
 
 def _end_hook_group(st: State) -> None:

@@ -41,6 +41,7 @@ from yacr.errors import YacrError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 USERNS_READY = "userns-ready"
@@ -68,11 +69,19 @@ class ProtocolError(YacrError):
 class Channel:
     """One end of the runtime/init socketpair."""
 
-    __slots__ = ("sock", "peer")
+    __slots__ = ("sock", "peer", "idle")
 
     def __init__(self, sock: _socket.socket, peer: str) -> None:
         self.sock = sock
         self.peer = peer
+        self.idle: Callable[[], None] | None = None
+
+    def watch(self, idle: Callable[[], None], every: float = 1.0) -> None:
+        """While recv waits, call idle() every `every` seconds; it raises to give up (the
+        peer is stuck: frozen, or past a deadline). The socket goes into timeout mode,
+        which the peer's end does not share."""
+        self.idle = idle
+        self.sock.settimeout(every)
 
     @staticmethod
     def pair() -> tuple[Channel, Channel]:
@@ -129,6 +138,11 @@ class Channel:
                     _MAX_MSG, _socket.CMSG_SPACE(_MAX_FDS * 4))
                 break
             except InterruptedError:
+                continue
+            except TimeoutError:
+                if self.idle is None:
+                    raise
+                self.idle()
                 continue
             except OSError as e:
                 self._raise_queued_error()

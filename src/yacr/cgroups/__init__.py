@@ -95,14 +95,11 @@ def own_cgroup(key: str, v2: bool) -> str:
     return "/"
 
 
-def resolve_paths(layout: Layout, cgroups_path: str, cid_dir: str,
-                  need_unified: bool = False) -> dict[str, str]:
+def resolve_paths(layout: Layout, cgroups_path: str, cid_dir: str) -> dict[str, str]:
     """The directory of each hierarchy that cgroupsPath names.
 
-    On hybrid hosts the cgroup2 hierarchy is joined only when the resources need it
-    (hugetlb and `unified` keys live there): moving a process into a cgroup through
-    cgroup.procs makes the kernel wait for an RCU grace period (10-25 ms here), while
-    v1 `tasks` writes of the caller itself do not.
+    On hybrid hosts that includes the cgroup2 hierarchy, whatever the resources: tools
+    read a container's cgroup from the `0::` line of /proc/PID/cgroup (runc joins it too).
     """
     if ":" in cgroups_path and not cgroups_path.startswith("/"):
         raise YacrError(f"linux.cgroupsPath: {cgroups_path!r} is a systemd path "
@@ -111,8 +108,6 @@ def resolve_paths(layout: Layout, cgroups_path: str, cid_dir: str,
         raise YacrError(f"linux.cgroupsPath: {cgroups_path!r} must not contain '..'")
     out: dict[str, str] = {}
     for h in layout.hierarchies:
-        if h.key == "unified" and not need_unified:
-            continue
         if not cgroups_path:
             inner = f"{DEFAULT_PARENT}/{cid_dir}"
         elif cgroups_path.startswith("/"):
@@ -313,6 +308,23 @@ def is_frozen(paths: dict[str, str]) -> bool:
     return False
 
 
+def frozen_now(paths: dict[str, str]) -> bool:
+    """Whether a process joining these cgroups would stop at once: frozen or freezing by
+    itself or through an ancestor (v1 freezer.state is not THAWED; v2 cgroup.events says
+    frozen, or cgroup.freeze asks for it)."""
+    fz = paths.get("freezer")
+    try:
+        if fz:
+            return fs.read_file(fs.join(fz, "freezer.state")).strip() != b"THAWED"
+        v2 = paths.get("") or ("" if "freezer" in paths else paths.get("unified", ""))
+        if v2:
+            return b"frozen 1" in fs.read_file(fs.join(v2, "cgroup.events")) or \
+                fs.read_file(fs.join(v2, "cgroup.freeze")).strip() == b"1"
+    except OSError:
+        return False
+    return False
+
+
 def _write(path: str, value: str) -> None:
     try:
         fd = posix.open(path, posix.O_WRONLY | posix.O_CLOEXEC)
@@ -364,32 +376,11 @@ def _rmdir_tree(path: str) -> None:
 
 # --- resources (the managers live in yacr.cgroups.manager, v1, v2) ------------------------
 
-_V1_OF = {"memory": ("memory",), "cpu": ("cpu", "cpuset"), "pids": ("pids",),
-          "blockIO": ("blkio",), "hugepageLimits": ("hugetlb",), "rdma": ("rdma",)}
-
-
 def parse_resources(raw: dict[str, Any] | None) -> Resources:
     """linux.resources as typed values, checked before anything is created."""
     from yacr.cgroups.resources import Resources
 
     return Resources(raw)
-
-
-def needs_unified(layout: Layout, res: Resources) -> bool:
-    """On a hybrid host, whether the container must join the cgroup2 hierarchy: for
-    `unified` keys, and for resource groups whose controller has no v1 hierarchy here
-    (hugetlb on this kind of machine). See resolve_paths for why it is avoided otherwise."""
-    if layout.mode != "hybrid":
-        return False
-    if res.unified:
-        return True
-    v1 = {c for h in layout.hierarchies if not h.v2 for c in h.key.split(",")}
-    if "devices" not in v1:
-        return True  # device rules then need the cgroup2 device program
-    for key, ctrls in _V1_OF.items():
-        if res.raw.get(key) and not any(c in v1 for c in ctrls):
-            return True
-    return False
 
 
 def apply_resources(paths: dict[str, str], res: Resources, spec: Spec, log: Log) -> None:

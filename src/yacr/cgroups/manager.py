@@ -325,10 +325,12 @@ class HybridManager(Manager):
 
     def plan(self, res: Resources, update: bool) -> list[Write]:
         out: list[Write] = []
-        for group, c1, _c2 in GROUPS:
+        for group, c1, c2 in GROUPS:
             if group == "devices":
                 continue
-            m = self.v1 if c1 and self.v1.has(c1) else self.v2
+            # v1 when the host mounts the controller there, or when cgroup2 has no
+            # counterpart (net_cls, net_prio): v1 then reports it missing
+            m = self.v1 if c1 and (self.v1.has(c1) or not c2) else self.v2
             out += m.plan_group(group, res, update)
         return out
 

@@ -97,8 +97,10 @@ class V2Manager(Manager):
     def need(self, controller: str, field: str) -> str:
         if controller not in self.controllers():
             have = " ".join(sorted(self.controllers())) or "none"
-            raise YacrError(f"{field}: the {controller} controller is not available in this "
-                            f"host's cgroup v2 hierarchy (the cgroup has: {have})")
+            # "invalid configuration", as runc words a config this host cannot honour
+            raise YacrError(f"invalid configuration: {field}: the {controller} controller "
+                            "is not available in this host's cgroup v2 hierarchy (the "
+                            f"cgroup has: {have})")
         return self.dir
 
     def prepare(self) -> None:
