@@ -53,11 +53,16 @@ def test_devices_are_bound_where_mknod_is_refused(runtime, bundles):
     assert p.stdout.split() == ["4", "1"]  # usable, and a bind mount of the host's node
 
 
-def test_host_files_stay_out_of_reach(runtime, bundles, tmp_path):
-    """A host-root file bound into the container is not writable by the container's root."""
-    # the container's root is host uid 100000: it must be able to walk to the files
+def reachable(tmp_path) -> None:
+    """Let the container's root (host uid 100000) walk down to the test's own rootfs copy,
+    which must be reachable by path for pivot_root (as under runc)."""
     for d in [tmp_path, *tmp_path.parents][:3]:
         d.chmod(d.stat().st_mode | 0o711)
+
+
+def test_host_files_stay_out_of_reach(runtime, bundles, tmp_path):
+    """A host-root file bound into the container is not writable by the container's root."""
+    reachable(tmp_path)
     victim = tmp_path / "victim"
     victim.write_text("untouched\n")
     victim.chmod(0o644)
@@ -137,3 +142,63 @@ def test_idmapped_mount_errors(runtime, bundles):
                            "uidMappings": one, "gidMappings": one})
     p = runtime("create", "--bundle", bundles.write(spec), runtime.new_id())
     assert p.returncode == 1 and "need a bind mount" in p.stderr
+
+
+def test_bind_sources_the_mapped_root_cannot_reach(runtime, bundles, tmp_path):
+    """Sources under directories only the host's root may traverse (pytest's tmp dirs are
+    0700): the runtime opens them on the host before the user namespace exists and init
+    binds them from those fds, as runc does. Two of them (runc once broke on the second),
+    and an exec afterwards."""
+    for n in (1, 2):
+        d = tmp_path / f"inaccessible-{n}" / "dir"
+        d.mkdir(parents=True)
+        (d / "foo.txt").write_text(f"{n}\n")
+        (tmp_path / f"inaccessible-{n}").chmod(0o700)
+    reachable(tmp_path)
+    spec = userns_spec(bundles, "cat /tmp/mount-1/foo.txt /tmp/mount-2/foo.txt; sleep 100")
+    spec["mounts"] += [{"destination": f"/tmp/mount-{n}", "type": "bind", "options": ["bind"],
+                        "source": str(tmp_path / f"inaccessible-{n}" / "dir")} for n in (1, 2)]
+    spec["root"]["path"] = bundles.private_rootfs()
+    cid = runtime.new_id()
+    p = runtime("run", "-d", "--bundle", bundles.write(spec), cid)
+    assert p.returncode == 0, p.stderr
+    p = runtime("exec", cid, "cat", "/tmp/mount-1/foo.txt", "/tmp/mount-2/foo.txt")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["1", "2"]
+
+
+def test_a_missing_bind_source_in_a_user_namespace_is_a_clear_error(runtime, bundles, tmp_path):
+    spec = userns_spec(bundles, "true")
+    spec["mounts"].append({"destination": "/x", "type": "bind", "options": ["bind"],
+                           "source": str(tmp_path / "missing")})
+    p = runtime("run", "--bundle", bundles.write(spec), runtime.new_id())
+    assert p.returncode == 1
+    assert p.stderr.count("\n") == 1 and f"{tmp_path}/missing" in p.stderr, p.stderr
+    assert runtime.containers_left() == []
+
+
+def test_idmapped_source_through_a_symlink_in_a_user_namespace(runtime, bundles, tmp_path):
+    """crun's case: an idmapped bind whose source path is a symlink to the directory, out of
+    the mapped root's reach: the runtime resolves and opens it on the host, init learns
+    from the detached mount itself that it is a directory."""
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "f").write_text("x\n")
+    os.chown(real / "f", 1000, 1000)
+    (tmp_path / "link").symlink_to(real)
+    hidden = tmp_path / "hidden"
+    hidden.mkdir(mode=0o700)
+    (hidden / "link").symlink_to(real)
+    reachable(tmp_path)
+    os.chown(real, 1000, 1000)
+    real.chmod(0o700)
+    spec = userns_spec(bundles, "stat -c '%u %g' /data/f")
+    spec["root"]["path"] = bundles.private_rootfs()
+    # on the disk 1000; through the mount host 100000, which is the container's root
+    idmap = [{"containerID": 1000, "hostID": 100000, "size": 1}]
+    spec["mounts"].append({"destination": "/data", "type": "bind", "options": ["bind", "idmap"],
+                           "source": str(hidden / "link"), "uidMappings": idmap,
+                           "gidMappings": idmap})
+    p = runtime("run", "--bundle", bundles.write(spec), runtime.new_id())
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["0", "0"]

@@ -179,18 +179,21 @@ def create(ctx: Context, cid: str, bundle: str, opts: CreateOptions,
         cfg = init.InitConfig(cid, spec, bundle, init_chan, plan, layout, paths, fifo_fd, csock,
                               opts, handler, ctx.log)
         cfg.seccomp = filt
-        if any(m.idmapped for m in spec.mounts):
-            from yacr.linux import idmap
+        userns = "user" in plan.types
+        # A rootless runtime neither needs (its container's root is itself) nor may make
+        # detached copies of bind sources: see mount_sources.
+        detach_binds = userns and posix.geteuid() == 0
+        if detach_binds or any(m.idmapped for m in spec.mounts):
+            from yacr.linux.rootfs import mount_sources
 
-            cfg.idmapped = {id(m): idmap.prepare(m, bundle, f"mounts[{i}]")
-                            for i, m in enumerate(spec.mounts) if m.idmapped}
-        if "user" in plan.types:
+            cfg.mount_fds = mount_sources(spec.mounts, bundle, detach_binds)
+        if userns:
             pid, helper = _fork_with_userns(plan, spec, cfg, chan, st.dirfd)
         else:
             pid = _fork_into_namespaces(plan, spec.linux.time_offsets, cfg, chan, st.dirfd)
         init_chan.close()
         posix.close(fifo_fd)
-        for fd in cfg.idmapped.values():
+        for fd in cfg.mount_fds.values():
             posix.close(fd)
         if csock is not None:
             csock.close()

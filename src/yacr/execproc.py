@@ -222,7 +222,8 @@ def _child(st: State, proc: Process, nsfds: dict[str, int], csock: Any,
         posix.chdir("/")
     if proc.terminal:
         posix.setsid()
-        master, slave = console.open_pty(proc.console_height, proc.console_width)
+        master, slave = console.open_pty(proc.console_height, proc.console_width,
+                                         proc.user.uid)
         if csock is not None:
             console.send_master(csock, master)
             csock.close()

@@ -55,7 +55,7 @@ class InitConfig:
 
     __slots__ = ("cid", "spec", "bundle", "chan", "plan", "layout", "cgroup_paths",
                  "fifo_fd", "console_sock", "opts", "handler", "log", "committed", "seccomp",
-                 "idmapped")
+                 "mount_fds")
 
     def __init__(self, cid: str, spec: Spec, bundle: str, chan: protocol.Channel, plan: Plan,
                  layout: Layout | None, cgroup_paths: dict[str, str], fifo_fd: int,
@@ -75,7 +75,7 @@ class InitConfig:
         self.log = log
         self.committed = False
         self.seccomp: Program | None = None
-        self.idmapped: dict[int, int] = {}
+        self.mount_fds: dict[int, int] = {}  # see rootfs.mount_sources
 
 
 def _die_on_signal(signum: int, _frame: Any) -> None:
@@ -184,9 +184,11 @@ def _setup(cfg: InitConfig) -> None:
     # mount namespace in the config it is built in the host's, under the rootfs only, and
     # delete unmounts it (see container.destroy).
     root = rootfs.Rootfs(spec.root_path, cfg.log, host_ns="mount" not in plan.types,
-                         idmapped=cfg.idmapped)
+                         sources=cfg.mount_fds)
     root.prepare(spec, cfg.bundle, cfg.layout, cfg.cgroup_paths, "cgroup" in plan.types
                  and bool(plan.unshare & S.CLONE_NEWCGROUP))
+    if proc is not None:
+        _make_cwd(root, proc.cwd)
 
     if spec.hooks.get("prestart") or spec.hooks.get("createRuntime"):
         cfg.chan.send(protocol.CREATE_HOOKS)
@@ -200,7 +202,8 @@ def _setup(cfg: InitConfig) -> None:
 
     master = slave = -1
     if proc is not None and proc.terminal:
-        master, slave = console.open_pty(proc.console_height, proc.console_width)
+        master, slave = console.open_pty(proc.console_height, proc.console_width,
+                                         proc.user.uid)
         if cfg.console_sock is not None:
             console.send_master(cfg.console_sock, master)
             cfg.console_sock.close()
@@ -211,8 +214,7 @@ def _setup(cfg: InitConfig) -> None:
         console.make_controlling(slave)
         posix.close(slave)
 
-    if spec.root_readonly:
-        rootfs.remount_readonly("/")
+    rootfs.finish(root, spec.root_readonly)
     _apply_sysctls(spec.linux.sysctl, plan.types)
     rootfs.readonly_paths(spec.linux.readonly_paths)
     rootfs.mask_paths(spec.linux.masked_paths)
@@ -369,6 +371,10 @@ def finish_process(proc: Process, handler: Handler, log: Log,
     if proc.user.umask is not None:
         posix.umask(proc.user.umask)
     process.apply_lsm_on_exec(proc)
+    # The working directory is entered while still privileged, as runc does, so that a
+    # directory only root may enter still works for another user; a refusal is tried again
+    # as that user (a directory only the container's user may enter, e.g. a volume).
+    entered = _enter_cwd(proc.cwd, PermissionError)
     keep = capabilities.CAP_SYS_ADMIN if filt is not None and not proc.no_new_privileges else 0
     caps = None
     if proc.capabilities is not None:
@@ -381,12 +387,10 @@ def finish_process(proc: Process, handler: Handler, log: Log,
         caps.apply(keep)
     elif keep and proc.user.uid != 0:
         S.capset(keep, keep, 0)
+    if not entered:
+        _enter_cwd(proc.cwd)
     if proc.no_new_privileges:
         S.prctl(S.PR_SET_NO_NEW_PRIVS, 1)
-    try:
-        posix.chdir(proc.cwd)
-    except OSError as e:
-        raise YacrError(f"process.cwd: cannot enter {proc.cwd}: {e.strerror}") from None
     try:
         # glibc's getcwd fails (ENOENT) when the directory is outside the root, as a cwd of
         # /proc/self/fd/N on a host directory would be (CVE-2024-21626).
@@ -406,6 +410,28 @@ def finish_process(proc: Process, handler: Handler, log: Log,
                 S.capset(0, 0, 0)
 
     return path, env, last_step
+
+
+def _enter_cwd(cwd: str, retry_on: type[OSError] | tuple[()] = ()) -> bool:
+    """chdir to process.cwd; False when the error is one to try again later (retry_on)."""
+    try:
+        posix.chdir(cwd)
+    except retry_on:
+        return False
+    except OSError as e:
+        raise YacrError(f"process.cwd: cannot enter {cwd}: {e.strerror}") from None
+    return True
+
+
+def _make_cwd(root: rootfs.Rootfs, cwd: str) -> None:
+    """A missing process.cwd is created (0755, root's), as runc and crun do: once the
+    mounts are in place (it may be inside one), before the root is made read-only, and
+    resolved inside the rootfs like every other path init creates (an image's symlink to
+    /anywhere leads to /anywhere in the rootfs)."""
+    try:
+        posix.close(root.ensure(cwd, True))
+    except OSError as e:
+        raise YacrError(f"process.cwd: cannot create {cwd}: {e.strerror}") from None
 
 
 def _apply_sysctls(sysctl: dict[str, str], ns_types: set[str]) -> None:

@@ -30,20 +30,27 @@ def connect_socket(path: str) -> _socket.socket:
     return s
 
 
-def open_pty(rows: int, cols: int) -> tuple[int, int]:
-    """(master, slave) of a new pty from the current root's /dev/ptmx."""
+def open_pty(rows: int, cols: int, owner: int = 0) -> tuple[int, int]:
+    """(master, slave) of a new pty from the current root's /dev/ptmx, the slave owned by
+    `owner` (the process's uid: its terminal is its own, as under runc); the group stays
+    what devpts gives (gid=5, tty, in the usual mount options)."""
     try:
         master = posix.open("/dev/ptmx", posix.O_RDWR | posix.O_NOCTTY | posix.O_CLOEXEC)
     except OSError as e:
         raise YacrError(f"terminal: cannot open /dev/ptmx in the container: {e.strerror}") \
             from None
+    slave = -1
     try:
         S.pty_unlock(master)
         slave = S.ioctl_int(master, TIOCGPTPEER, posix.O_RDWR | posix.O_NOCTTY | posix.O_CLOEXEC)
         if rows or cols:
             S.set_winsize(master, rows, cols)
+        if owner:
+            posix.fchown(slave, owner, -1)
     except OSError as e:
         posix.close(master)
+        if slave >= 0:
+            posix.close(slave)
         raise YacrError(f"terminal: cannot set up the pty: {e.strerror}") from None
     return master, slave
 

@@ -15,6 +15,7 @@ from yacr import fs
 from yacr.errors import YacrError
 from yacr.linux import sys as S
 from yacr.linux.mounts import PROPAGATION, MountOptions, current_flags
+from yacr.linux.process import PROC_SUPER_MAGIC
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -54,16 +55,21 @@ def fdpath(fd: int) -> str:
 class Rootfs:
     """The rootfs being assembled: its path on the host and a dirfd to resolve within it."""
 
-    __slots__ = ("path", "fd", "log", "host_ns", "idmapped")
+    __slots__ = ("path", "fd", "log", "host_ns", "sources", "dev_readonly", "own_pidns")
 
     def __init__(self, path: str, log: Log, host_ns: bool = False,
-                 idmapped: dict[int, int] | None = None) -> None:
+                 sources: dict[int, int] | None = None) -> None:
         self.path = path
         self.log = log
         self.fd = -1
         self.host_ns = host_ns
-        # detached idmapped mounts the runtime made, by id() of their Mount
-        self.idmapped = idmapped or {}
+        # bind sources the runtime opened on the host, by id() of their Mount: detached
+        # idmapped mounts, and in a user namespace every bind source (see mount_sources)
+        self.sources = sources or {}
+        # a read-only /dev tmpfs is mounted writable, filled, and made read-only at the
+        # very end (finish), once devices, /dev/pts and /dev/console are in place
+        self.dev_readonly = False
+        self.own_pidns = True
 
     # --- resolution inside the root -------------------------------------------------------
     def open_in(self, path: str, flags: int = posix.O_PATH) -> int:
@@ -117,6 +123,7 @@ class Rootfs:
                 cgroup_paths: dict[str, str], cgroupns: bool) -> None:
         """Everything before pivot_root: propagation, the rootfs bind, mounts, devices."""
         prop = spec.linux.rootfs_propagation
+        self.own_pidns = any(n.type == "pid" and not n.path for n in spec.linux.namespaces)
         if self.host_ns:
             # No mount namespace of its own (as runc allows): never touch the host's root
             # propagation; keep what is mounted under the rootfs from spreading to peers.
@@ -163,13 +170,16 @@ class Rootfs:
             return
         fd = self._mountpoint(dest, True, kind)
         under = -1
+        flags = opts.flags & ~S.MS_BIND
+        if dest == "/dev" and flags & S.MS_RDONLY:
+            flags &= ~S.MS_RDONLY
+            self.dev_readonly = True
         try:
             _check_not_symlinked_proc(fd, kind, dest)
             if "tmpcopyup" in opts.extra and kind == "tmpfs":
                 # An fd opened before the mount keeps reaching the directory underneath.
                 under = self.open_in(dest, posix.O_RDONLY | posix.O_DIRECTORY)
-            S.mount(m.source or kind, fdpath(fd), kind, opts.flags & ~S.MS_BIND,
-                    opts.data or None)
+            S.mount(m.source or kind, fdpath(fd), kind, flags, opts.data or None)
         finally:
             posix.close(fd)
         if under >= 0:
@@ -182,18 +192,45 @@ class Rootfs:
         self._after(dest, opts)
 
     def _bind(self, m: Mount, opts: MountOptions, dest: str, bundle: str) -> None:
+        """A bind mount: from the source's path, or from the detached copy of it the runtime
+        made on the host (idmapped mounts, and every bind of a container in a user
+        namespace: see mount_sources), which is put in place with move_mount."""
         src = m.source if m.source.startswith("/") else fs.join(bundle, m.source)
-        if m.idmapped:
-            self._attach_idmapped(m, opts, dest, src)
-            return
+        tree = self.sources.pop(id(m), -1)
         try:
-            st = posix.stat(src)
-        except OSError as e:
-            raise YacrError(f"bind mount source {src} for {dest}: {e.strerror}") from None
-        _check_proc_destination("bind", dest)
-        fd = self._mountpoint(dest, stat.S_ISDIR(st.st_mode), "bind")
+            if tree >= 0:
+                handle = tree
+            elif m.idmapped:
+                raise YacrError(f"{dest}: the idmapped mount was not prepared")
+            else:
+                try:
+                    handle = posix.open(src, posix.O_PATH | posix.O_CLOEXEC)
+                except OSError as e:
+                    raise YacrError(f"bind mount source {src} for {dest}: {e.strerror}") \
+                        from None
+            try:
+                self._bind_handle(opts, dest, handle, tree >= 0)
+            finally:
+                if handle != tree:
+                    posix.close(handle)
+        finally:
+            if tree >= 0:
+                posix.close(tree)
+
+    def _bind_handle(self, opts: MountOptions, dest: str, handle: int, detached: bool) -> None:
+        kind = "bind"
+        if dest == "/proc" and S.fstatfs_type(handle) == PROC_SUPER_MAGIC:
+            if self.own_pidns:
+                raise YacrError("/proc: a bind of a procfs shows the processes of another pid "
+                                "namespace; with a pid namespace of its own, mount proc")
+            kind = "proc"  # the host's procfs, bound (rootless with the host's pid namespace)
+        _check_proc_destination(kind, dest)
+        fd = self._mountpoint(dest, stat.S_ISDIR(posix.fstat(handle).st_mode), kind)
         try:
-            S.mount(src, fdpath(fd), None, S.MS_BIND | (opts.flags & S.MS_REC))
+            if detached:
+                S.move_mount(handle, fd)
+            else:
+                S.mount(fdpath(handle), fdpath(fd), None, S.MS_BIND | (opts.flags & S.MS_REC))
         finally:
             posix.close(fd)
         extra = opts.flags & ~(S.MS_BIND | S.MS_REC | S.MS_REMOUNT)
@@ -205,24 +242,6 @@ class Rootfs:
             finally:
                 posix.close(fd)
             self._remount_bind(dest, extra | keep)
-        self._after(dest, opts)
-
-    def _attach_idmapped(self, m: Mount, opts: MountOptions, dest: str, src: str) -> None:
-        """Put the runtime's detached idmapped mount (see linux/idmap.py) in place."""
-        tree = self.idmapped.pop(id(m), -1)
-        if tree < 0:
-            raise YacrError(f"{dest}: the idmapped mount was not prepared")
-        try:
-            fd = self.ensure(dest, fs.isdir(src))
-            try:
-                S.move_mount(tree, fd)
-            finally:
-                posix.close(fd)
-        finally:
-            posix.close(tree)
-        extra = opts.flags & ~(S.MS_BIND | S.MS_REC | S.MS_REMOUNT)
-        if extra:
-            self._remount_bind(dest, extra)
         self._after(dest, opts)
 
     def _mountpoint(self, dest: str, directory: bool, kind: str) -> int:
@@ -252,8 +271,10 @@ class Rootfs:
                 posix.close(cur)
                 cur = nxt
                 if stat.S_ISLNK(posix.fstat(cur).st_mode):
-                    raise YacrError(f"{dest}: is a symlink in the rootfs; refusing to mount "
-                                    f"{kind or 'a filesystem'} through it")
+                    # runc's words first: scripts match them
+                    raise YacrError(f"{dest}: {kind or 'a filesystem'} must be mounted on "
+                                    "ordinary directory; this is a symlink in the rootfs, "
+                                    "which is never followed")
         finally:
             posix.close(cur)
 
@@ -480,6 +501,45 @@ class Rootfs:
         if self.fd >= 0:
             posix.close(self.fd)
             self.fd = -1
+
+
+def mount_sources(mounts: list[Mount], bundle: str, all_binds: bool) -> dict[int, int]:
+    """Detached copies (open_tree) of bind sources, by id() of their Mount, made on the host
+    before init is forked: the idmapped mounts (linux/idmap.py), and with all_binds (a
+    container in a user namespace, created by root) every other bind source (runc's
+    "mount fds"), since its mapped root may be unable to traverse the directories that
+    lead to them. A detached mount can be
+    attached in another mount namespace (a plain fd could not be bound from there). init
+    inherits them by fork; the caller closes its copies after forking."""
+    out: dict[int, int] = {}
+    try:
+        for i, m in enumerate(mounts):
+            if m.idmapped:
+                from yacr.linux import idmap
+
+                out[id(m)] = idmap.prepare(m, bundle, f"mounts[{i}]")
+            elif all_binds and (m.type == "bind" or MountOptions(m.options).is_bind):
+                src = m.source if m.source.startswith("/") else fs.join(bundle, m.source)
+                rec = S.AT_RECURSIVE if MountOptions(m.options).flags & S.MS_REC else 0
+                try:
+                    out[id(m)] = S.open_tree(-100, src, S.OPEN_TREE_CLONE | rec)
+                except OSError as e:
+                    raise YacrError(f"bind mount source {src} for {m.destination}: "
+                                    f"{e.strerror}") from None
+    except BaseException:
+        for fd in out.values():
+            posix.close(fd)
+        raise
+    return out
+
+
+def finish(root: Rootfs, readonly: bool) -> None:
+    """After pivot_root and the console: the root, and a /dev asked to be read-only, become
+    read-only (runc's finalizeRootfs); nothing is created in them after this."""
+    if root.dev_readonly:
+        remount_readonly("/dev")
+    if readonly:
+        remount_readonly("/")
 
 
 def open_in_root(rootfd: int, path: str, flags: int = posix.O_PATH) -> int:
