@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 
 import pytest
@@ -305,6 +306,36 @@ def test_spec_writes_a_runnable_config(runtime, tmp_path, rootfs):
     spec["process"]["args"] = ["true"]
     (d / "config.json").write_text(json.dumps(spec))
     runtime("run", "--bundle", str(d), runtime.new_id(), check=True)
+
+
+def test_spec_is_runcs_template(runtime, tmp_path):
+    """What `runc spec` writes, field for field (tools and runc's own tests edit it and add
+    to it), but the name, the runtime-spec version and one more masked path."""
+    ours, theirs = tmp_path / "yacr", tmp_path / "runc"
+    for d in (ours, theirs):
+        d.mkdir()
+    runtime("spec", "--bundle", str(ours), check=True)
+    a = json.loads((ours / "config.json").read_text())
+    subprocess.run(["runc", "spec", "--bundle", str(theirs)], check=True, capture_output=True)
+    b = json.loads((theirs / "config.json").read_text())
+    assert (a.pop("hostname"), b.pop("hostname")) == ("yacr", "runc")
+    assert a.pop("ociVersion") != b.pop("ociVersion")
+    assert a["linux"]["maskedPaths"] == b["linux"]["maskedPaths"] + \
+        ["/sys/devices/virtual/powercap"]
+    a["linux"].pop("maskedPaths")
+    b["linux"].pop("maskedPaths")
+    assert a == b
+    assert "seccomp" not in a["linux"]
+    assert not any(n["type"] == "cgroup" for n in a["linux"]["namespaces"])
+
+
+def test_spec_seccomp_adds_the_default_profile(runtime, tmp_path):
+    from yacr.linux.seccomp_default import default_profile
+    from yacr.specgen import DEFAULT_CAPS
+
+    runtime("spec", "--seccomp", "--bundle", str(tmp_path), check=True)
+    spec = json.loads((tmp_path / "config.json").read_text())
+    assert spec["linux"]["seccomp"] == default_profile(DEFAULT_CAPS)
 
 
 def test_spec_rootless(runtime, tmp_path):

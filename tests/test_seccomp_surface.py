@@ -237,7 +237,8 @@ def test_surface_command(runtime, bundles, tmp_path, rootfs):
     got = {m["label"]: m for m in out["measured"]}
     assert got["Nabla-sized"]["allowed"] == 7
     assert got["docker"]["allowed_of_362"] == 295
-    assert got[f"container {cid}"]["allowed"] == got["yacr default (yacr spec)"]["allowed"]
+    default = got["yacr default (yacr spec --seccomp)"]
+    assert got[f"container {cid}"]["allowed"] == default["allowed"]
     assert {q["label"] for q in out["quoted"]} >= {"gVisor host filter (runsc)",
                                                     "Nabla containers"}
     table = runtime("seccomp", "surface", "--no-defaults", "--rootfs", rootfs, "--profile",

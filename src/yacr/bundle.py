@@ -77,17 +77,16 @@ def write_config(bundle: str, spec: dict[str, Any]) -> str:
 
 
 def busybox_spec(rootfs: str, args: list[str], *, terminal: bool = False,
-                 readonly: bool = True, cgroupns: bool = True) -> dict[str, Any]:
-    """yacr's default spec, pointed at rootfs and running args."""
+                 readonly: bool = True, cgroupns: bool = True,
+                 seccomp: bool = True) -> dict[str, Any]:
+    """`yacr spec --seccomp`'s config with a cgroup namespace (what containerd and podman
+    hand a runtime), pointed at rootfs and running args."""
     from yacr.specgen import default_spec
 
-    spec = default_spec()
+    spec = default_spec(seccomp=seccomp, cgroupns=cgroupns)
     spec["root"] = {"path": rootfs, "readonly": readonly}
     spec["process"]["args"] = args
     spec["process"]["terminal"] = terminal
-    if not cgroupns:
-        spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"]
-                                       if n["type"] != "cgroup"]
     return spec
 
 

@@ -233,7 +233,7 @@ def _list(ctx: Context, o: dict[str, Any], args: list[str]) -> int:
 def _spec(ctx: Context, o: dict[str, Any], args: list[str]) -> int:
     from yacr import specgen
 
-    specgen.write_spec(o["bundle"], rootless=o["rootless"])
+    specgen.write_spec(o["bundle"], rootless=o["rootless"], seccomp=o["seccomp"])
     return 0
 
 
@@ -364,9 +364,11 @@ COMMANDS: dict[str, Command] = {c.name: c for c in [
     Command("list", "list containers", "list [-q] [--format table|json]",
             [Flag("format", "str", "table", "table or json", aliases=("f",)),
              Flag("quiet", "bool", help="only print ids", aliases=("q",))], _list, 0, 0),
-    Command("spec", "write a default config.json", "spec [--bundle DIR] [--rootless]",
+    Command("spec", "write a default config.json (runc's)",
+            "spec [--bundle DIR] [--rootless] [--seccomp]",
             [Flag("bundle", "str", ".", "where to write config.json", aliases=("b",)),
-             Flag("rootless", "bool", help="a config for rootless containers")], _spec, 0, 0),
+             Flag("rootless", "bool", help="a config for rootless containers"),
+             Flag("seccomp", "bool", help="add yacr's default seccomp profile")], _spec, 0, 0),
     Command("features", "print the runtime's features (JSON)", "features", [], _features, 0, 0),
     Command("exec", "run a process in a running container", "exec [flags] ID [CMD...]",
             EXEC_FLAGS, _exec, 1, None),

@@ -115,7 +115,7 @@ def surface_main(ctx: Context, argv: list[str]) -> int:
     surfaces: list[Surface] = []
     if not o.no_defaults:
         surfaces.append(surface.measure_profile(default_profile(DEFAULT_CAPS),
-                                                "yacr default (yacr spec)", o.rootfs))
+                                                "yacr default (yacr spec --seccomp)", o.rootfs))
         wasm = wasm_allowlist_profile()
         if wasm is not None:
             surfaces.append(surface.measure_profile(wasm, "yacr wasm allowlist", o.rootfs))

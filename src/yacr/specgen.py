@@ -1,4 +1,14 @@
-"""`yacr spec`: a sane default config.json, like runc's, for a busybox-style rootfs."""
+"""`yacr spec`: runc's default config.json, for a busybox-style rootfs.
+
+Scripts, tests (runc's own suite among them) and people edit what `runc spec` writes
+and expect it field for field: the same namespaces (no cgroup namespace), capabilities
+(ambient included), mounts and paths, and no seccomp profile. yacr departs from it only
+in its name (the hostname) and the runtime-spec version it implements, and masks one
+more path (/sys/devices/virtual/powercap: RAPL energy counters leak what other
+containers compute, CVE-2020-8694). `--seccomp` adds yacr's default profile (Docker's
+style; see linux/seccomp_default.py), which containerd, podman and Kubernetes would
+otherwise supply.
+"""
 
 from __future__ import annotations
 
@@ -14,12 +24,15 @@ if TYPE_CHECKING:
 
 DEFAULT_CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
 MASKED = ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-          "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
-          "/sys/firmware", "/sys/devices/virtual/powercap"]
+          "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware",
+          "/proc/scsi", "/sys/devices/virtual/powercap"]
 READONLY = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
 
 
-def default_spec(rootless: bool = False) -> dict[str, Any]:
+def default_spec(rootless: bool = False, seccomp: bool = False,
+                 cgroupns: bool = False) -> dict[str, Any]:
+    """runc's template; with seccomp, yacr's default profile; with cgroupns, a cgroup
+    namespace too (what the project's own tests and benchmarks run)."""
     caps = list(DEFAULT_CAPS)
     spec: dict[str, Any] = {
         "ociVersion": OCI_VERSION,
@@ -30,7 +43,8 @@ def default_spec(rootless: bool = False) -> dict[str, Any]:
             "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                     "TERM=xterm"],
             "cwd": "/",
-            "capabilities": {k: list(caps) for k in ("bounding", "effective", "permitted")},
+            "capabilities": {k: list(caps) for k in ("bounding", "effective", "permitted",
+                                                     "ambient")},
             "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
             "noNewPrivileges": True,
         },
@@ -54,18 +68,20 @@ def default_spec(rootless: bool = False) -> dict[str, Any]:
         ],
         "linux": {
             "resources": {"devices": [{"allow": False, "access": "rwm"}]},
-            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount",
-                                                  "cgroup")],
+            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
             "maskedPaths": list(MASKED),
             "readonlyPaths": list(READONLY),
-            "seccomp": default_profile(caps),
         },
     }
+    lx = spec["linux"]
+    if seccomp:
+        lx["seccomp"] = default_profile(caps)
+    if cgroupns:
+        lx["namespaces"].append({"type": "cgroup"})
     if rootless:
         uid, gid = os.getuid(), os.getgid()
-        lx = spec["linux"]
-        lx["namespaces"] = [{"type": t} for t in ("pid", "ipc", "uts", "mount", "cgroup",
-                                                   "user")]
+        lx["namespaces"] = [{"type": t} for t in ("pid", "ipc", "uts", "mount")] + \
+            ([{"type": "cgroup"}] if cgroupns else []) + [{"type": "user"}]
         lx["uidMappings"] = _rootless_maps(uid, "/etc/subuid")
         lx["gidMappings"] = _rootless_maps(gid, "/etc/subgid")
         lx.pop("resources")
@@ -102,7 +118,7 @@ def _rootless_maps(own: int, subids: str) -> list[dict[str, int]]:
     return maps
 
 
-def write_spec(bundle: str, rootless: bool = False) -> None:
+def write_spec(bundle: str, rootless: bool = False, seccomp: bool = False) -> None:
     path = os.path.join(bundle, "config.json")
     if os.path.exists(path):
         raise YacrError(f"{path} exists; remove it first")
@@ -111,4 +127,4 @@ def write_spec(bundle: str, rootless: bool = False) -> None:
     except OSError as e:
         raise YacrError(f"cannot write {path}: {e.strerror}") from None
     with os.fdopen(fd, "w") as f:
-        f.write(jsonio.dumps(default_spec(rootless), indent=2) + "\n")
+        f.write(jsonio.dumps(default_spec(rootless, seccomp), indent=2) + "\n")

@@ -1,6 +1,6 @@
 """yacr's default seccomp profile, in Docker's spirit: allow what containers use, deny the rest.
 
-`yacr spec` writes it into config.json, so it is an ordinary OCI linux.seccomp section
+`yacr spec --seccomp` writes it into config.json, so it is an ordinary OCI linux.seccomp section
 that any runtime can load, and it is compiled like any other (linux/seccomp.py).
 
 How denials answer matters as much as what is denied:
