@@ -217,14 +217,15 @@ def test_root_is_preopened_with_mounts_and_cwd_is_checked(runtime, wb, tmp_path)
     spec["process"]["args"] = ["/probe.wasm", "cat", "/proc/self/cgroup"]
     p = runtime("run", "--bundle", wb.write(spec), runtime.new_id())
     assert p.returncode == 0 and p.stdout.strip(), p.stderr
-    spec["process"]["cwd"] = "/nonexistent"
+    spec["process"]["cwd"] = "/etc/motd"  # a file: not a directory to start in
     p = runtime("run", "--bundle", wb.write(spec), runtime.new_id())
     assert p.returncode != 0 and "process.cwd" in p.stderr
 
 
 def test_cwd_is_checked_and_relative_paths_start_at_the_root(runtime, wb):
     """WASI preview 1 has no working directory and wasi-libc starts in /: process.cwd must
-    exist (as for runc), and a cwd other than / is warned about rather than ignored."""
+    be a directory (as for runc), and a cwd other than / is warned about rather than
+    ignored."""
     spec = wb.spec(["/probe.wasm", "cwd"])
     spec["annotations"] = WASM
     p = runtime("run", "--bundle", wb.write(spec), runtime.new_id())
