@@ -141,6 +141,9 @@ def _setup(cfg: InitConfig) -> None:
         from yacr.hooks import run_hooks
     S.prctl(S.PR_SET_PDEATHSIG, 9)
     S.close_inherited(3 + cfg.opts.preserve_fds)
+    # runc's step names lead yacr's debug lines where the step is the same, so logs (and
+    # runc's own tests) read alike
+    cfg.log.debug("child process in init(): joining the container's cgroups and namespaces")
     userns = "user" in cfg.plan.types
     if not userns:
         # Until execve, this process is the runtime's interpreter: keep other processes (of
@@ -351,6 +354,7 @@ def _commit(cfg: InitConfig) -> None:
     """The runtime saved the state: from now on init outlives it."""
     cfg.chan.recv(protocol.COMMIT)
     S.prctl(S.PR_SET_PDEATHSIG, 0)
+    cfg.log.debug("init: closing the pipe to signal completion; waiting for start")
     cfg.chan.send(protocol.COMMITTED)
     cfg.committed = True
     cfg.chan.close()
