@@ -1,7 +1,8 @@
 """`yacr spec`: runc's default config.json, for a busybox-style rootfs.
 
 Scripts, tests (runc's own suite among them) and people edit what `runc spec` writes
-and expect it field for field: the same namespaces (no cgroup namespace), capabilities
+and expect it field for field: the same namespaces (a cgroup namespace only on pure
+cgroup v2 hosts), capabilities
 (ambient included), mounts and paths, and no seccomp profile. yacr departs from it only
 in its name (the hostname) and the runtime-spec version it implements, and masks one
 more path (/sys/devices/virtual/powercap: RAPL energy counters leak what other
@@ -118,6 +119,21 @@ def _rootless_maps(own: int, subids: str) -> list[dict[str, int]]:
     return maps
 
 
+def unified_host() -> bool:
+    """Whether /sys/fs/cgroup is a cgroup2 mount (a pure v2 host): there runc's template
+    has a cgroup namespace too, so yacr's does."""
+    from yacr.linux import sys as S
+
+    try:
+        fd = os.open("/sys/fs/cgroup", os.O_PATH | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        return S.fstatfs_type(fd) == 0x63677270  # CGROUP2_SUPER_MAGIC
+    finally:
+        os.close(fd)
+
+
 def write_spec(bundle: str, rootless: bool = False, seccomp: bool = False) -> None:
     path = os.path.join(bundle, "config.json")
     if os.path.exists(path):
@@ -127,4 +143,5 @@ def write_spec(bundle: str, rootless: bool = False, seccomp: bool = False) -> No
     except OSError as e:
         raise YacrError(f"cannot write {path}: {e.strerror}") from None
     with os.fdopen(fd, "w") as f:
-        f.write(jsonio.dumps(default_spec(rootless, seccomp), indent=2) + "\n")
+        f.write(jsonio.dumps(default_spec(rootless, seccomp, unified_host()), indent=2)
+                + "\n")
