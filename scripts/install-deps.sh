@@ -5,6 +5,12 @@ set -eu
 PKGS="gcc libc6-dev uidmap busybox-static runc crun hyperfine containerd podman libseccomp2 strace iproute2 util-linux procps"
 # wasm: the toolchain that builds yacr's sample and benchmark modules from C
 PKGS="$PKGS clang lld wasi-libc libclang-rt-14-dev-wasm32"
+# `install-deps.sh vm` (make test-vm): what builds and boots the pure-cgroup-v2 test VM
+# (scripts/vm/): QEMU, debootstrap for the guest's root filesystem, mkfs.ext4 -d for its
+# image. Only on request: `make test` and `make demo` do not need a hypervisor.
+if [ "${1:-}" = vm ]; then
+    PKGS="$PKGS qemu-system-x86 debootstrap e2fsprogs debian-archive-keyring"
+fi
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
