@@ -664,6 +664,8 @@ def _main(argv: list[str], log: Log) -> int:
         return 0
     name, args = rest[0], rest[1:]
     if name in ("help", "h"):
+        if args and args[0] in ("-h", "--help", "-help"):
+            args = []
         if args and args[0] not in COMMANDS:
             raise _no_help_topic(args[0])
         sys.stdout.write(_help(COMMANDS[args[0]] if args else None))
