@@ -124,8 +124,12 @@ _DELETE = object()
     ("linux.namespaces", [{"type": "mount"}, {"type": "network", "path": "/etc/passwd"}],
      "is not a namespace"),
     ("linux.devices", [{"type": "x", "path": "/dev/x"}], "linux.devices[0].type"),
-    ("linux.devices", [{"type": "c", "path": "/etc/x", "major": 1, "minor": 1}],
-     "must be under /dev"),
+    ("linux.devices", [{"type": "c", "path": "/", "major": 1, "minor": 3}],
+     "linux.devices[0].path"),
+    ("linux.devices", [{"type": "c", "path": "dev/null", "major": 1, "minor": 3}],
+     "linux.devices[0].path"),
+    ("linux.sysctl", {"kernel.hostname": "x"}, "linux.sysctl.kernel.hostname"),
+    ("linux.sysctl", {"kernel.domainname": "x"}, "'domainname' field"),
     ("linux.rootfsPropagation", "sideways", "linux.rootfsPropagation"),
     ("hooks.prestart", [{"path": "relative"}], "hooks.prestart[0].path"),
     ("hooks.poststop", [{"path": "/bin/true", "timeout": 0}], "hooks.poststop[0].timeout"),
@@ -162,11 +166,13 @@ def test_missing_binary_uses_runc_wording(runtime, bundles):
     assert_nothing_left(runtime, cid)
 
 
-def test_missing_cwd(runtime, bundles):
+def test_a_cwd_that_cannot_be_made(runtime, bundles):
+    """A missing cwd is created (tests/test_process.py); one under a file cannot be."""
     spec = bundles.spec(["true"])
-    spec["process"]["cwd"] = "/no/such/dir"
+    spec["process"]["cwd"] = "/etc/passwd/sub"
     cid = runtime.new_id()
-    assert_clean_error(runtime("create", "--bundle", bundles.write(spec), cid), "/no/such/dir")
+    assert_clean_error(runtime("create", "--bundle", bundles.write(spec), cid),
+                       "process.cwd", "/etc/passwd/sub")
     assert_nothing_left(runtime, cid)
 
 
@@ -195,7 +201,8 @@ def test_cli_usage_errors(runtime):
     assert_clean_error(runtime("frobnicate", "x"), "unknown command")
     assert_clean_error(runtime("create", "--nope", "x"), "flag provided but not defined")
     assert_clean_error(runtime("create", "--preserve-fds", "x", "c"), "--preserve-fds")
-    assert_clean_error(runtime("kill", "a", "NOTASIGNAL"), "signal")
+    # as runc: the container is looked up before the signal is read
+    assert_clean_error(runtime("kill", "a", "NOTASIGNAL"), "does not exist")
     assert_clean_error(runtime("list", "--format", "xml"), "format")
     p = subprocess.run([*runtime.cmd("state", "x")[:3], "--log-format", "yaml", "state", "x"],
                        capture_output=True, text=True)
@@ -275,3 +282,90 @@ def test_sigkill_during_create_leaves_only_what_delete_force_removes(runtime, bu
     subprocess.run(["pkill", "-f", f"touch {marker}; sleep 100"])
     assert not os.path.exists(f"/proc/{init_pid}/stat") or \
         open(f"/proc/{init_pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z"
+
+
+# --- validation as runc does it (issue 11) ---------------------------------------------------
+
+def test_device_access_with_a_as_runc_takes_it(runtime, bundles):
+    spec = bundles.spec(["sh", "-c", "head -c1 /dev/kmsg >/dev/null 2>&1 && echo read; "
+                         "echo done > /dev/null && echo null"])
+    spec["linux"]["resources"]["devices"] = [
+        {"allow": False, "access": "rwm"},
+        {"allow": False, "type": "c", "major": 1, "minor": 11, "access": "rwa"}]
+    spec["linux"]["devices"] = [{"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11}]
+    p = runtime("run", "--bundle", bundles.write(spec), runtime.new_id())
+    assert p.returncode == 0 and p.stdout == "null\n", p.stderr
+    spec["linux"]["resources"]["devices"][1]["access"] = "rwx"
+    cid = runtime.new_id()
+    assert_clean_error(runtime("run", "--bundle", bundles.write(spec), cid),
+                       "linux.resources.devices[1].access")
+    assert_nothing_left(runtime, cid)
+
+
+def _notify(bundles, names: list[str], listener: str) -> dict:
+    spec = bundles.spec(["true"])
+    spec["linux"]["seccomp"] = {
+        "defaultAction": "SCMP_ACT_ALLOW", "listenerPath": listener,
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": [{"names": ["getcwd"], "action": "SCMP_ACT_ERRNO"},
+                     {"names": names, "action": "SCMP_ACT_NOTIFY"}]}
+    return spec
+
+
+def test_notify_on_write_is_refused(runtime, bundles, tmp_path):
+    cid = runtime.new_id()
+    spec = _notify(bundles, ["mkdir", "write"], str(tmp_path / "agent.sock"))
+    p = runtime("run", "--bundle", bundles.write(spec), cid)
+    assert_clean_error(p, "linux.seccomp.syscalls[1].names[1]",
+                       "SCMP_ACT_NOTIFY cannot be used for the write syscall")
+    assert_nothing_left(runtime, cid)
+
+
+def test_notify_without_an_agent(runtime, bundles, tmp_path):
+    cid = runtime.new_id()
+    spec = _notify(bundles, ["mkdir"], str(tmp_path / "nobody-listens.sock"))
+    p = runtime("run", "--bundle", bundles.write(spec), cid)
+    assert_clean_error(p, "failed to connect with seccomp agent", "nobody-listens.sock")
+    assert_nothing_left(runtime, cid)
+
+
+@pytest.mark.parametrize("key,field", [("kernel.hostname", "hostname"),
+                                       ("kernel/domainname", "domainname")])
+def test_sysctls_that_have_a_field_are_refused(runtime, bundles, key, field):
+    spec = bundles.spec(["true"])
+    spec["linux"]["sysctl"] = {"net.ipv4.ip_forward": "1", key: "x"}
+    cid = runtime.new_id()
+    p = runtime("create", "--bundle", bundles.write(spec), cid)
+    assert_clean_error(p, f"linux.sysctl.{key}", f"'{field}' field")
+    assert_nothing_left(runtime, cid)
+
+
+def test_device_outside_dev(runtime, bundles):
+    spec = bundles.spec(["sh", "-c", "echo x > /my/devs/null && ls -l /my/devs/null"])
+    spec["root"]["path"] = bundles.private_rootfs()
+    spec["linux"]["devices"] = [{"path": "/my/devs/null", "type": "c", "major": 1,
+                                 "minor": 3, "fileMode": 0o666}]
+    p = runtime("run", "--bundle", bundles.write(spec), runtime.new_id())
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith("crw-rw-rw-") and "1,   3" in p.stdout
+
+
+# --- JSON syntax errors ---------------------------------------------------------------------
+
+def test_json_errors_give_line_and_column(runtime, bundles, tmp_path):
+    (tmp_path / "config.json").write_text('{\n  "ociVersion": "1.0.2",\n  "root": {"path" '
+                                          '"rootfs"}\n}\n')
+    cid = runtime.new_id()
+    p = runtime("create", "--bundle", str(tmp_path), cid)
+    assert_clean_error(p, "config.json is not valid JSON", "line 3, column 19")
+    assert "offset" not in p.stderr
+    assert_nothing_left(runtime, cid)
+
+    run = runtime.new_id()
+    runtime("run", "-d", "--bundle", bundles.make(["sleep", "1000"]), run, check=True)
+    runtime.state(run)
+    proc = tmp_path / "process.json"
+    proc.write_text('{"args": ["true"],\n "cwd": "/",\n "env": ["A=1",]}')
+    p = runtime("exec", "--process", str(proc), run)
+    assert_clean_error(p, str(proc), "line 3, column 16")
+    runtime("delete", "--force", run, check=True)

@@ -145,9 +145,10 @@ def yacr(env: Env, *args: str, timeout: float = 60) -> subprocess.CompletedProce
                                            err.read().decode(errors="replace"))
 
 
-# A warning record on stderr (there is no --log to take it): one line of its own, msg JSON-
-# quoted; runc prints its warnings the same way. The error is the one other line.
-WARNING = re.compile(r'time="[^"]*" level=warning msg=".*"')
+# A warning record on stderr (there is no --log to take it), or with --debug a debug one:
+# one line of its own, msg JSON-quoted; runc prints its records the same way. The error is
+# the one other line.
+WARNING = re.compile(r'time="[^"]*" level=(warning|debug|info) msg=".*"')
 
 
 def check_outcome(p: subprocess.CompletedProcess) -> None:

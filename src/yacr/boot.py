@@ -26,7 +26,8 @@ BUNDLED = (
     "yacr.linux.sys", "yacr.linux.capabilities", "yacr.linux.process", "yacr.linux.mounts",
     "yacr.linux.rootfs", "yacr.linux.namespaces", "yacr.init", "yacr.spec",
     "yacr.handlers.native", "yacr.cgroups.resources", "yacr.cgroups.devices",
-    "yacr.linux.seccomp", "yacr.cgroups.manager", "yacr.cgroups.v1", "yacr.waiter",
+    "yacr.linux.seccomp", "yacr.linux.bpf", "yacr.cgroups.manager", "yacr.cgroups.v1",
+    "yacr.cgroups.v2", "yacr.waiter",
 )
 HOT_COMMANDS = frozenset({"create", "run", "exec"})
 _VALUE_FLAGS = frozenset({"--root", "-root", "--log", "-log", "--log-format", "-log-format",

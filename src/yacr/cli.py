@@ -1,10 +1,24 @@
 """The `yacr` command line: runc's flags mapped onto library calls, and nothing else.
 
 argparse is not used on purpose: it imports `re` (~14 ms), which every
-container start would pay. The parser below follows Go's flag package as runc
-(urfave/cli) does: `--flag v`, `--flag=v`, `-flag`, short aliases, booleans
-as `--flag` or `--flag=true`, and flags end at the first positional argument.
-Every error becomes one line on stderr (and in --log), with exit status 1.
+container start would pay. The parser below behaves as runc's does (urfave/cli
+v1.22 over Go's flag package, as Debian's runc 1.1.5 is built):
+
+- global flags come before the command and stop at its name;
+- a command's flags may come before or after its positional arguments: they are
+  first moved to the front (`delete ID --force`, `kill ID KILL --all`,
+  `update ID --cpuset-cpus 0`), each with the argument that follows it unless that
+  argument is another of the command's flags. As in runc, this applies to boolean
+  flags too, so `kill ID --all KILL` reads as `kill --all KILL ID`. An argument
+  that starts with `-` but names no flag of the command stays where it is, as a
+  positional argument;
+- `exec` and `ps` are not reordered (their arguments after the id are the
+  command to run, or ps(1)'s options): their flags stop at the first positional;
+- `--` ends the flags, and what follows it is positional;
+- `--flag v`, `--flag=v`, `-flag`, short aliases, booleans as `--flag` or
+  `--flag=true`.
+
+Every error becomes one line on stderr (and in --log), with a non-zero exit status.
 """
 
 from __future__ import annotations
@@ -39,16 +53,22 @@ class Flag:
         self.multi = multi
 
 
+HELP_FLAG = Flag("help", "bool", help="show help", aliases=("h",))
+
 GLOBAL_FLAGS = [
-    Flag("root", "str", DEFAULT_ROOT, "directory for container state"),
-    Flag("log", "str", "", "log file (warnings and errors)"),
-    Flag("log-format", "str", "text", "log format: text or json"),
-    Flag("debug", "bool", help="log debug messages"),
-    Flag("systemd-cgroup", "bool", help="use systemd to manage cgroups"),
-    Flag("criu", "str", "", "path to criu (checkpoint/restore is not supported)"),
-    Flag("rootless", "str", "auto", "ignore cgroup permission errors (true, false, auto)"),
+    Flag("debug", "bool", help="write debug lines (to --log, else to stderr)"),
+    Flag("log", "str", "", "file for warnings, errors and debug lines, created at once "
+         "(default: stderr)"),
+    Flag("log-format", "str", "text", "format of --log: 'text' or 'json'"),
+    Flag("root", "str", DEFAULT_ROOT, "directory for container state (best on a tmpfs; for "
+         "a non-root user, $XDG_RUNTIME_DIR/yacr)"),
+    Flag("criu", "str", "", "path to criu (ignored: checkpoint/restore is not supported)"),
+    Flag("systemd-cgroup", "bool", help="manage cgroups through systemd (refused: no systemd "
+         "here)"),
+    Flag("rootless", "str", "auto", "ignore cgroup permission errors ('true', 'false' or "
+         "'auto')"),
+    HELP_FLAG,
     Flag("version", "bool", aliases=("v",), help="print the version"),
-    Flag("help", "bool", aliases=("h",), help="show help"),
 ]
 
 CREATE_FLAGS = [
@@ -81,52 +101,97 @@ EXEC_FLAGS = [
 
 
 class Command:
-    __slots__ = ("name", "summary", "usage", "flags", "run", "min_args", "max_args")
+    __slots__ = ("name", "summary", "args", "flags", "run", "min_args", "max_args",
+                 "description", "reorder")
 
-    def __init__(self, name: str, summary: str, usage: str, flags: list[Flag],
+    def __init__(self, name: str, summary: str, args: str, flags: list[Flag],
                  run: Callable[[Context, dict[str, Any], list[str]], int], min_args: int = 1,
-                 max_args: int | None = 1) -> None:
+                 max_args: int | None = 1, description: str = "",
+                 reorder: bool = True) -> None:
         self.name = name
         self.summary = summary
-        self.usage = usage
+        self.args = args  # the positional part of the usage line
         self.flags = flags
         self.run = run
         self.min_args = min_args
         self.max_args = max_args
+        self.description = description
+        self.reorder = reorder
+
+    @property
+    def usage(self) -> str:
+        opts = " [command options]" if self.flags else ""
+        return f"yacr {self.name}{opts}{' ' + self.args if self.args else ''}"
 
 
-def parse_flags(argv: list[str], flags: list[Flag], where: str,
-                stop_at_positional: bool = True) -> tuple[dict[str, Any], list[str]]:
+def _flag_table(flags: list[Flag]) -> dict[str, Flag]:
     table: dict[str, Flag] = {}
     for f in flags:
         table[f.name] = f
         for a in f.aliases:
             table[a] = f
-    values: dict[str, Any] = {f.name: ([] if f.multi else f.default) for f in flags}
+    return table
+
+
+def _names_flag(arg: str, table: dict[str, Flag]) -> bool:
+    """Whether arg is one of the command's flags (`-x`, `--xx`, `--xx=v`)."""
+    if arg in ("-", "--") or not arg.startswith("-"):
+        return False
+    name = arg[2:] if arg.startswith("--") else arg[1:]
+    return name.partition("=")[0] in table
+
+
+def reorder_args(argv: list[str], table: dict[str, Flag]) -> list[str]:
+    """The command's flags (each with the argument after it, unless that is a flag
+    too) moved before the positional arguments, in their order; `--` and everything
+    after it stay last, with `--` in front of every positional argument."""
+    moved: list[str] = []
     rest: list[str] = []
+    value_next = False
+    for i, a in enumerate(argv):
+        is_flag = _names_flag(a, table)
+        if value_next and not is_flag:
+            value_next = False
+            moved.append(a)
+        elif a == "--":
+            return moved + ["--"] + rest + argv[i + 1:]
+        elif is_flag:
+            moved.append(a)
+            value_next = "=" not in a
+        else:
+            rest.append(a)
+    return moved + rest
+
+
+def parse_flags(argv: list[str], flags: list[Flag], where: str,
+                reorder: bool = False) -> tuple[dict[str, Any], list[str]]:
+    """Go's flag parsing: flags until the first positional argument or `--`; with reorder,
+    the command's flags are first moved in front of the positional ones (reorder_args)."""
+    table = _flag_table(flags)
+    if reorder:
+        argv = reorder_args(argv, table)
+    values: dict[str, Any] = {f.name: ([] if f.multi else f.default) for f in flags}
     i = 0
-    while i < len(argv):
+    n = len(argv)
+    while i < n:
         a = argv[i]
+        if len(a) < 2 or a[0] != "-":
+            break
         i += 1
         if a == "--":
-            rest.extend(argv[i:])
             break
-        if len(a) < 2 or not a.startswith("-"):
-            rest.append(a)
-            if stop_at_positional:
-                rest.extend(argv[i:])
-                break
-            continue
-        body = a.lstrip("-")
+        body = a[2:] if a[1] == "-" else a[1:]
+        if not body or body[0] in "-=":
+            raise UsageError(f"{where}: bad flag syntax: {a}")
         name, eq, val = body.partition("=")
         f = table.get(name)
         if f is None:
-            raise UsageError(f"{where}: flag provided but not defined: {a.split('=')[0]}")
+            raise UsageError(f"{where}: flag provided but not defined: -{name}")
         if f.kind == "bool":
             if eq:
-                if val.lower() in ("true", "1", "t"):
+                if val in ("true", "1", "t", "T", "TRUE", "True"):
                     values[f.name] = True
-                elif val.lower() in ("false", "0", "f"):
+                elif val in ("false", "0", "f", "F", "FALSE", "False"):
                     values[f.name] = False
                 else:
                     raise UsageError(f"{where}: invalid boolean value {val!r} for --{f.name}")
@@ -134,7 +199,7 @@ def parse_flags(argv: list[str], flags: list[Flag], where: str,
                 values[f.name] = True
             continue
         if not eq:
-            if i >= len(argv):
+            if i >= n:
                 raise UsageError(f"{where}: flag needs an argument: --{f.name}")
             val = argv[i]
             i += 1
@@ -150,7 +215,7 @@ def parse_flags(argv: list[str], flags: list[Flag], where: str,
             values[f.name].append(v)
         else:
             values[f.name] = v
-    return values, rest
+    return values, argv[i:]
 
 
 # --- commands ----------------------------------------------------------------------------
@@ -194,8 +259,7 @@ def _state(ctx: Context, o: dict[str, Any], args: list[str]) -> int:
 def _kill(ctx: Context, o: dict[str, Any], args: list[str]) -> int:
     from yacr import container
 
-    sig = container.parse_signal(args[1] if len(args) > 1 else "SIGTERM")
-    container.kill(ctx, args[0], sig, o["all"])
+    container.kill(ctx, args[0], args[1] if len(args) > 1 else "SIGTERM", o["all"])
     return 0
 
 
@@ -233,8 +297,45 @@ def _list(ctx: Context, o: dict[str, Any], args: list[str]) -> int:
 def _spec(ctx: Context, o: dict[str, Any], args: list[str]) -> int:
     from yacr import specgen
 
+    argv = _split_args(o["args"]) if o["args"] else None
     specgen.write_spec(o["bundle"], rootless=o["rootless"], seccomp=o["seccomp"])
+    if argv or o["no-terminal"]:
+        _edit_spec_process(o["bundle"], argv, o["no-terminal"])
     return 0
+
+
+def _split_args(text: str) -> list[str]:
+    """`spec --args 'CMD ARG...'` split as a shell would (quotes and backslashes)."""
+    import shlex
+
+    try:
+        argv = shlex.split(text)
+    except ValueError as e:
+        raise UsageError(f"spec: --args {text!r}: {e}") from None
+    if not argv:
+        raise UsageError("spec: --args must name a program to run")
+    return argv
+
+
+def _edit_spec_process(bundle: str, argv: list[str] | None, no_terminal: bool) -> None:
+    """yacr's own `spec --args` and `--no-terminal`: the two edits a first container
+    needs (a program that keeps running, no console socket), without jq."""
+    from yacr import jsonio
+    from yacr.state import write_atomic
+
+    path = fs.join(fs.abspath(bundle), "config.json")
+    try:
+        with open(path, "rb") as f:
+            spec = jsonio.loads(f.read())
+    except (OSError, ValueError) as e:
+        raise YacrError(f"spec: cannot read back {path}: {e}") from None
+    proc = spec.setdefault("process", {})
+    if argv:
+        proc["args"] = argv
+    if no_terminal:
+        proc["terminal"] = False
+    write_atomic(fs.dirname(path), "config.json",
+                 (jsonio.dumps(spec, indent=2) + "\n").encode(), 0o644)
 
 
 def _features(ctx: Context, o: dict[str, Any], args: list[str]) -> int:
@@ -247,6 +348,9 @@ def _features(ctx: Context, o: dict[str, Any], args: list[str]) -> int:
 def _exec(ctx: Context, o: dict[str, Any], args: list[str]) -> int:
     from yacr import execproc
 
+    ctx.log.debug("nsexec container setup: exec in container %s: a child of yacr joins "
+                  "its namespaces and cgroup, then becomes %s", args[0],
+                  args[1:] or o["process"] or "the --process file")
     return execproc.exec_cli(ctx, o, args)
 
 
@@ -346,89 +450,162 @@ def _unsupported(ctx: Context, o: dict[str, Any], args: list[str]) -> int:
     raise YacrError("checkpoint/restore is not supported by yacr (CRIU does not work here)")
 
 
+_ID_HELP = 'Where "<container-id>" is the name of the container (see yacr list).'
+
 COMMANDS: dict[str, Command] = {c.name: c for c in [
-    Command("create", "create a container", "create [flags] ID", CREATE_FLAGS, _create),
-    Command("start", "start a created container", "start ID", [], _start),
-    Command("run", "create and start a container", "run [flags] ID",
-            CREATE_FLAGS + [Flag("detach", "bool", help="detach from the container",
-                                 aliases=("d",)),
-                            Flag("keep", "bool", help="do not delete the container after exit")],
-            _run),
-    Command("state", "print the state of a container", "state ID", [], _state),
-    Command("kill", "send a signal to a container", "kill [--all] ID [SIGNAL]",
-            [Flag("all", "bool", help="signal every process of the container",
-                  aliases=("a",))], _kill, 1, 2),
-    Command("delete", "delete a container", "delete [--force] ID",
-            [Flag("force", "bool", help="kill and delete a running container",
-                  aliases=("f",))], _delete),
-    Command("list", "list containers", "list [-q] [--format table|json]",
-            [Flag("format", "str", "table", "table or json", aliases=("f",)),
-             Flag("quiet", "bool", help="only print ids", aliases=("q",))], _list, 0, 0),
-    Command("spec", "write a default config.json (runc's)",
-            "spec [--bundle DIR] [--rootless] [--seccomp]",
-            [Flag("bundle", "str", ".", "where to write config.json", aliases=("b",)),
-             Flag("rootless", "bool", help="a config for rootless containers"),
-             Flag("seccomp", "bool", help="add yacr's default seccomp profile")], _spec, 0, 0),
-    Command("features", "print the runtime's features (JSON)", "features", [], _features, 0, 0),
-    Command("exec", "run a process in a running container", "exec [flags] ID [CMD...]",
-            EXEC_FLAGS, _exec, 1, None),
-    Command("ps", "list a container's processes", "ps [--format table|json] ID [ps args]",
-            [Flag("format", "str", "table", "table or json", aliases=("f",))], _ps, 1, None),
-    Command("pause", "freeze every process of a container", "pause ID", [], _pause),
-    Command("resume", "thaw a paused container", "resume ID", [], _resume),
-    Command("update", "change a running container's resource limits",
-            "update [--resources FILE|-] [--memory N] [--cpu-quota N] ... ID", UPDATE_FLAGS,
-            _update),
-    Command("events", "print a container's stats and OOM events (JSON)",
-            "events [--stats] [--interval 5s] ID",
+    Command("checkpoint", "not supported: checkpointing needs CRIU", "<container-id>",
+            [Flag("image-path", "str", ""), Flag("work-path", "str", ""),
+             Flag("leave-running", "bool")], _unsupported, 0, None,
+            "yacr does not checkpoint or restore containers; the flags are accepted so that\n"
+            "the error says so."),
+    Command("create", "create a container: its process waits for yacr start", "<container-id>",
+            CREATE_FLAGS, _create, description=_ID_HELP + "\n\nThe bundle (--bundle, "
+            "default: the current directory) holds config.json and the\nroot filesystem."),
+    Command("delete", "delete a stopped container: its cgroups, state and what is left of it",
+            "<container-id>",
+            [Flag("force", "bool", help="kill (SIGKILL) and delete the container even if it "
+                  "runs", aliases=("f",))], _delete, description=_ID_HELP),
+    Command("events", "print a container's stats and OOM events (JSON)", "<container-id>",
             [Flag("stats", "bool", help="print the stats once and exit"),
              Flag("interval", "str", "5s", "time between stats events")], _events),
-    Command("bench", "benchmark yacr against runc and crun (see yacr bench --help)",
-            "bench [SCENARIO...] [--runtimes ...] [--runs N] [--quick] [--out DIR]", [],
-            _bench, 0, None),
-    Command("wasm", "wasm tools: compile modules into the AOT cache",
-            "wasm compile [--rlimit-as] [--force] FILE...", [], _wasm, 0, None),
-    Command("seccomp", "measure seccomp profiles: allowed syscalls, read back from a container",
-            "seccomp surface [--profile [LABEL=]FILE] [--pid PID] [--json]", [], _seccomp, 0,
-            None),
-    Command("profile", "run a container once and write the minimal seccomp profile for it",
-            "profile [--bundle DIR] [--output FILE] [--timeout SECONDS] ID", [], _profile, 0,
-            None),
-    Command("checkpoint", "not supported", "checkpoint ID",
-            [Flag("image-path", "str", ""), Flag("work-path", "str", ""),
-             Flag("leave-running", "bool")], _unsupported, 0, None),
-    Command("restore", "not supported", "restore ID",
+    Command("exec", "run another process in a running container",
+            "<container-id> <command> [command options]", EXEC_FLAGS, _exec, 1, None,
+            _ID_HELP + "\nThe flags come before the id: what follows the id is the command "
+            "and its\narguments.", reorder=False),
+    Command("kill", "send a signal (default: SIGTERM) to a container's init process",
+            "<container-id> [signal]",
+            [Flag("all", "bool", help="send the signal to every process of the container",
+                  aliases=("a",))], _kill, 1, 2,
+            _ID_HELP + "\nThe signal is a name (KILL, SIGKILL) or a number; 0 only checks "
+            "that the\ncontainer is alive."),
+    Command("list", "list the containers under --root", "",
+            [Flag("format", "str", "table", "table or json", aliases=("f",)),
+             Flag("quiet", "bool", help="only print ids", aliases=("q",))], _list, 0, 0),
+    Command("pause", "freeze every process of a container", "<container-id>", [], _pause,
+            description=_ID_HELP),
+    Command("ps", "list a container's processes", "<container-id> [ps options]",
+            [Flag("format", "str", "table", "table or json", aliases=("f",))], _ps, 1, None,
+            "The flags come before the id; what follows the id goes to ps(1).", reorder=False),
+    Command("restore", "not supported: restoring needs CRIU", "<container-id>",
             [Flag("image-path", "str", ""), Flag("work-path", "str", ""),
              Flag("bundle", "str", "", aliases=("b",)), Flag("no-subreaper", "bool"),
              Flag("detach", "bool", aliases=("d",)), Flag("pid-file", "str", ""),
              Flag("console-socket", "str", "")], _unsupported, 0, None),
+    Command("resume", "thaw a paused container", "<container-id>", [], _resume,
+            description=_ID_HELP),
+    Command("run", "create and start a container (in the foreground unless --detach)",
+            "<container-id>",
+            CREATE_FLAGS + [Flag("detach", "bool", help="detach from the container",
+                                 aliases=("d",)),
+                            Flag("keep", "bool", help="do not delete the container after exit")],
+            _run, description=_ID_HELP + "\n\nIn the foreground the exit status is the "
+            "container's. A shell without a terminal\nis pid 1 and ignores SIGTERM and "
+            "Ctrl-C: stop it with yacr kill <container-id> KILL."),
+    Command("spec", "write runc's default config.json (runs `sh` on a terminal)", "",
+            [Flag("bundle", "str", ".", "where to write config.json", aliases=("b",)),
+             Flag("rootless", "bool", help="a config for rootless containers"),
+             Flag("seccomp", "bool", help="yacr's own: add yacr's default seccomp profile "
+                  "(Docker's style)"),
+             Flag("args", "str", "", "yacr's own: the process to run instead of sh, split "
+                  "as a shell would ('sleep 1000')"),
+             Flag("no-terminal", "bool", help="yacr's own: process.terminal false (no "
+                  "--console-socket needed)")], _spec, 0, 0),
+    Command("start", "start the process of a created container", "<container-id>", [], _start,
+            description=_ID_HELP),
+    Command("state", "print a container's state (JSON)", "<container-id>", [], _state,
+            description=_ID_HELP),
+    Command("update", "change a container's resource limits", "<container-id>", UPDATE_FLAGS,
+            _update, description="With --resources, the limits come from that JSON file "
+            "(linux.resources of\nconfig.json; - for stdin) and the other flags are ignored."),
+    Command("features", "print the runtime's features (JSON)", "", [], _features, 0, 0),
+    Command("bench", "yacr's own: benchmark yacr against runc and crun (see yacr bench --help)",
+            "[SCENARIO...]", [], _bench, 0, None),
+    Command("wasm", "yacr's own: compile Wasm modules into the AOT cache", "compile FILE...",
+            [], _wasm, 0, None),
+    Command("seccomp", "yacr's own: count the syscalls a seccomp profile or a container "
+            "allows", "surface [options]", [], _seccomp, 0, None),
+    Command("profile", "yacr's own: run a container once and write the minimal seccomp "
+            "profile for it", "[options] <container-id>", [], _profile, 0, None),
 ]}
+# cold commands with their own parsers (argparse is fine there)
+_OWN_PARSER = ("bench", "wasm", "seccomp", "profile")
+
+_ABOUT = """\
+yacr runs containers packaged as OCI bundles (a config.json and a root filesystem),
+Linux ones and WebAssembly modules, and takes runc's command line: containerd, podman
+and Kubernetes drive it in place of runc. Each container is a child of the process that
+runs yacr, so ordinary process supervisors manage it.
+
+To run a container from the bundle in the current directory:
+
+    # yacr run [ -b bundle ] <container-id>
+
+The id is your name for the container, unique under --root."""
 
 
 def _help(cmd: Command | None = None) -> str:
     if cmd is None:
-        lines = ["yacr - a runc-compatible OCI container runtime (Linux containers and Wasm)",
-                 "", "usage: yacr [global flags] COMMAND [flags] [args]", "", "commands:"]
+        lines = ["NAME:",
+                 "   yacr - Open Container Initiative runtime, runc-compatible (Linux and Wasm)",
+                 "", _ABOUT, "", "USAGE:",
+                 "   yacr [global options] command [command options] [arguments...]", "",
+                 "VERSION:", "   " + _version_text().replace("yacr version ", "", 1).rstrip(),
+                 "", "COMMANDS:"]
+        width = max(len(c) for c in COMMANDS) + 2
         for c in COMMANDS.values():
-            lines.append(f"  {c.name:<11} {c.summary}")
-        lines += ["", "global flags:"]
-        lines += _flag_lines(GLOBAL_FLAGS)
+            lines.append(f"   {c.name:<{width}}{c.summary}")
+        lines.append(f"   {'help, h':<{width}}show the commands, or one command's help")
+        lines += ["", "GLOBAL OPTIONS:"] + _flag_lines(GLOBAL_FLAGS)
         return "\n".join(lines) + "\n"
-    lines = [f"usage: yacr {cmd.usage}", "", cmd.summary]
+    lines = ["NAME:", f"   yacr {cmd.name} - {cmd.summary}", "", "USAGE:", f"   {cmd.usage}"]
+    if cmd.description:
+        lines += ["", cmd.description]
     if cmd.flags:
-        lines += ["", "flags:"] + _flag_lines(cmd.flags)
+        lines += ["", "OPTIONS:"] + _flag_lines(cmd.flags)
     return "\n".join(lines) + "\n"
 
 
 def _flag_lines(flags: list[Flag]) -> list[str]:
-    out = []
+    cells = []
     for f in flags:
-        names = ", ".join([f"--{f.name}"] + [f"-{a}" for a in f.aliases])
-        arg = "" if f.kind == "bool" else (" N" if f.kind == "int" else " VALUE")
-        dflt = f" (default {f.default})" if f.kind != "bool" and f.default not in (None, "") \
-            else ""
-        out.append(f"  {names + arg:<28} {f.help}{dflt}")
-    return out
+        arg = "" if f.kind == "bool" else " value"
+        names = ", ".join([f"--{f.name}{arg}"] + [f"-{a}{arg}" for a in f.aliases])
+        text = f.help
+        if f.kind == "str" and f.default:
+            text += f' (default: "{f.default}")'
+        elif f.kind == "int" and f.default is not None:
+            text += f" (default: {f.default})"
+        cells.append((names, text))
+    width = max(len(n) for n, _ in cells) + 2
+    return [f"   {n:<{width}}{t}".rstrip() for n, t in cells]
+
+
+def _version_text() -> str:
+    from yacr import OCI_VERSION
+
+    return f"yacr version {__version__}\ncommit: {_commit()}\nspec: {OCI_VERSION}\n"
+
+
+def _commit() -> str:
+    """The git commit of the checkout yacr runs from (with -dirty for local changes), or
+    what is known instead. Only --version and --help ask (two git calls)."""
+    import os
+    import subprocess
+
+    here = fs.dirname(fs.abspath(__file__))  # .../src/yacr
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", here, *args], capture_output=True, text=True,
+                              env=env, timeout=10, check=True).stdout.strip()
+    try:
+        top = git("rev-parse", "--show-toplevel")
+        # an installed copy may sit in another project's checkout: only ours counts
+        if not os.path.samefile(fs.join(top, "src", "yacr", "cli.py"), __file__):
+            raise OSError
+        return git("describe", "--always", "--dirty", "--tags", "--abbrev=12")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (yacr does not run from a git checkout)"
 
 
 def rootless_root() -> str:
@@ -466,45 +643,52 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def _no_help_topic(name: str) -> UsageError:
+    e = UsageError(f"No help topic for '{name}': unknown command; see yacr --help")
+    e.exit_code = 3  # as runc
+    return e
+
+
 def _main(argv: list[str], log: Log) -> int:
     g, rest = parse_flags(argv, GLOBAL_FLAGS, "yacr")
-    log.path = g["log"] or None
     if g["log-format"] not in ("text", "json"):
         raise UsageError(f"--log-format: invalid value {g['log-format']!r} (text or json)")
     log.json = g["log-format"] == "json"
     log.debug_enabled = g["debug"]
+    log.path = g["log"] or None
+    log.open()  # created now, even if nothing is logged: containerd and podman read it
     if g["version"]:
-        from yacr import OCI_VERSION
-
-        sys.stdout.write(f"yacr version {__version__}\nspec: {OCI_VERSION}\n")
+        sys.stdout.write(_version_text())
         return 0
-    if not rest:
+    if g["help"] or not rest:
         # as runc: the help, and success (a failure would owe stderr its one-line reason)
         sys.stdout.write(_help())
         return 0
     name, args = rest[0], rest[1:]
-    if name == "help":
-        sys.stdout.write(_help(COMMANDS.get(args[0]) if args else None))
+    if name in ("help", "h"):
+        if args and args[0] in ("-h", "--help", "-help"):
+            args = []
+        if args and args[0] not in COMMANDS:
+            raise _no_help_topic(args[0])
+        sys.stdout.write(_help(COMMANDS[args[0]] if args else None))
         return 0
     cmd = COMMANDS.get(name)
     if cmd is None:
-        raise UsageError(f"unknown command {name!r}; see yacr --help")
-    if name in ("bench", "wasm", "seccomp", "profile"):
-        # these have their own argparse-based parsers (cold paths: argparse is fine)
+        raise _no_help_topic(name)
+    if name in _OWN_PARSER:
         from yacr.container import Context
 
         return cmd.run(Context(fs.abspath(g["root"]), log), {}, args)
-    flags = cmd.flags + [Flag("help", "bool", aliases=("h",))]
-    o, pos = parse_flags(args, flags, name)
-    if o["help"] or g["help"]:
+    o, pos = parse_flags(args, cmd.flags + [HELP_FLAG], name, reorder=cmd.reorder)
+    if o["help"]:
         sys.stdout.write(_help(cmd))
         return 0
     if len(pos) < cmd.min_args:
-        raise UsageError(f"{name}: missing container id; usage: yacr {cmd.usage}"
-                         if cmd.min_args == 1 else f"{name}: usage: yacr {cmd.usage}")
+        raise UsageError(f"{name}: missing container id; usage: {cmd.usage}"
+                         if cmd.min_args == 1 else f"{name}: usage: {cmd.usage}")
     if cmd.max_args is not None and len(pos) > cmd.max_args:
         raise UsageError(f"{name}: unexpected argument {pos[cmd.max_args]!r}; usage: "
-                         f"yacr {cmd.usage}")
+                         f"{cmd.usage}")
     from yacr.container import Context
 
     root = g["root"]
@@ -513,6 +697,7 @@ def _main(argv: list[str], log: Log) -> int:
     if not root:
         raise UsageError("--root must not be empty")
     ctx = Context(fs.abspath(root), log, g["systemd-cgroup"])
+    log.debug("yacr %s: %s %s (root %s)", __version__, name, pos, ctx.root)
     return cmd.run(ctx, o, pos)
 
 

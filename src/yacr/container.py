@@ -106,10 +106,15 @@ def create(ctx: Context, cid: str, bundle: str, opts: CreateOptions,
     bundle = fs.abspath(bundle)
     if not fs.isdir(bundle):
         raise YacrError(f"--bundle {bundle}: no such directory")
+    log = ctx.log
     spec = specmod.load_bundle(bundle)
     proc = spec.process
+    log.debug("config loaded: %s/config.json, rootfs %s, process %s", bundle, spec.root_path,
+              proc.args if proc is not None else "none (create only)")
     if proc is not None and proc.terminal and opts.console_socket is None and detach:
-        raise YacrError("process.terminal is true but no --console-socket was given")
+        raise YacrError("process.terminal is true but no --console-socket was given (set "
+                        "process.terminal to false, e.g. with yacr spec --no-terminal, or "
+                        "run in the foreground)")
     if opts.preserve_fds < 0:
         raise YacrError("--preserve-fds must not be negative")
     handler = handlers.select(spec)
@@ -129,6 +134,7 @@ def create(ctx: Context, cid: str, bundle: str, opts: CreateOptions,
         from yacr.linux.seccomp import compile_profile
 
         filt = compile_profile(spec.linux.seccomp, ctx.log, ctx.seccomp_cache)
+        log.debug("seccomp filter ready: %d BPF instructions", len(filt.bpf) // 8)
     plan = namespaces.plan(spec.linux)
 
     st = ctx.store.create(cid)
@@ -173,6 +179,9 @@ def create(ctx: Context, cid: str, bundle: str, opts: CreateOptions,
         paths = _make_cgroups(ctx, st, paths, made)
         _check_cgroup_usable(ctx, paths, made)
         cgroups.apply_resources(paths, res, spec, ctx.log)
+        if log.debug_enabled:
+            log.debug("cgroups made and limits applied: %s",
+                      " ".join(sorted(paths.values())) or "none")
         chan.watch(_watch_init(paths))
         write_atomic(st.path, CONFIG_COPY, spec.source)
         ctx.log.hold()
@@ -187,6 +196,13 @@ def create(ctx: Context, cid: str, bundle: str, opts: CreateOptions,
             from yacr.linux.rootfs import mount_sources
 
             cfg.mount_fds = mount_sources(spec.mounts, bundle, detach_binds)
+        if log.debug_enabled:
+            log.debug("nsexec container setup: forking init into the container's namespaces "
+                      "(new: %s; joined: %s)%s",
+                      " ".join(sorted(plan.types - set(plan.join))) or "none",
+                      " ".join(sorted(plan.join)) or "none",
+                      ", through a helper that enters the user namespace first"
+                      if userns else "")
         if userns:
             pid, helper = _fork_with_userns(plan, spec, cfg, chan, st.dirfd)
         else:
@@ -218,11 +234,13 @@ def create(ctx: Context, cid: str, bundle: str, opts: CreateOptions,
 
             run_hooks("prestart", spec.hooks.get("prestart", []), hs, record)
             run_hooks("createRuntime", spec.hooks.get("createRuntime", []), hs, record)
+            log.debug("hooks run: prestart and createRuntime")
             st.extra.pop("hookGroup", None)
             chan.send(protocol.HOOKS_DONE)
         pty_master = receive_fds(chan, protocol.READY, filt, st, "creating")
         st.phase = "created"
         st.save()
+        log.debug("state saved: container %s created, init pid %d", cid, pid)
         if opts.pid_file:
             write_pid_file(opts.pid_file, pid)
         chan.send(protocol.COMMIT)
@@ -468,6 +486,7 @@ def start(ctx: Context, cid: str) -> None:
                          if status != "stopped" else "cannot start a container that has stopped")
     _check_startable(st)
     _release(st)
+    ctx.log.debug("start released: init (pid %d) of %s runs its process", st.pid, cid)
     _poststart(ctx, st)
 
 
@@ -480,6 +499,7 @@ def _poststart(ctx: Context, st: State) -> None:
         _wait_for_exec(st)
         run_hook_dicts("poststart", st.hooks["poststart"], _hook_state(st, "running"),
                        warn=ctx.log.warn)
+        ctx.log.debug("hooks run: poststart")
 
 
 def _wait_for_exec(st: State, timeout: float = 5.0) -> None:
@@ -525,12 +545,13 @@ def _release(st: State) -> None:
     posix.unlink(fifo)
 
 
-def parse_signal(text: str) -> int:
-    """A signal by number, name (KILL, SIGKILL) or real-time offset (RTMIN+3, SIGRTMAX-1)."""
+def parse_signal(text: str, allow_zero: bool = False) -> int:
+    """A signal by number, name (KILL, SIGKILL) or real-time offset (RTMIN+3, SIGRTMAX-1);
+    with allow_zero, 0 too (kill's "is it alive?")."""
     t = text.strip().upper()
     if t.isdigit():
         n = int(t)
-        if 0 < n < _signal.NSIG:
+        if 0 < n < _signal.NSIG or (n == 0 and allow_zero):
             return n
         raise YacrError(f"invalid signal {text!r}")
     if not t.startswith("SIG"):
@@ -579,9 +600,17 @@ def _kill_init(st: State, sig: int) -> bool:
         posix.close(fd)
 
 
-def kill(ctx: Context, cid: str, sig: int, all_procs: bool = False) -> None:
+def kill(ctx: Context, cid: str, sig: int | str, all_procs: bool = False) -> None:
+    """Signal init (or with all_procs every process of the container's cgroup). Signal 0
+    sends nothing: it succeeds when the container is alive, as kill(2) does. A signal
+    given as text is read once the container is found (an unknown id is the error then,
+    as with runc)."""
     st = ctx.store.load(cid, lock=False)
+    if isinstance(sig, str):
+        sig = parse_signal(sig, allow_zero=True)
     status = st.status()
+    ctx.log.debug("kill %s (%s, init pid %d): signal %d to %s", cid, status, st.pid, sig,
+                  "every process" if all_procs else "init")
     if all_procs:
         if status == "stopped" and not cgroups.pids(st.cgroups):
             return
@@ -592,12 +621,20 @@ def kill(ctx: Context, cid: str, sig: int, all_procs: bool = False) -> None:
         if sig == 9 and status == "paused":
             cgroups.freeze(st.cgroups, False)
         return
-    if status not in ("created", "running", "paused"):
-        raise StateError("container not running")
-    if not _kill_init(st, sig):
-        raise StateError("container not running")
+    if status not in ("created", "running", "paused") or not _kill_init(st, sig):
+        raise StateError(_not_running(cid, st.status() if status != "creating" else status))
     if sig == 9 and status == "paused":
         cgroups.freeze(st.cgroups, False)
+
+
+def _not_running(cid: str, status: str) -> str:
+    """kill's error. containerd matches "container not running" (a process that already
+    finished), so the words stay; the rest says what to do."""
+    if status == "creating":
+        return (f"container not running: container {cid} is still being created (or its "
+                f"create was interrupted: remove it with yacr delete --force {cid})")
+    return (f"container not running: container {cid} has stopped, there is nothing to "
+            f"signal; remove it with yacr delete {cid}")
 
 
 def delete(ctx: Context, cid: str, force: bool = False) -> None:
@@ -645,11 +682,13 @@ def destroy(ctx: Context, st: State, run_poststop: bool = True, reaped: bool = F
         cgroups.destroy(st.cgroups, st.extra.get("cgroupsMade", []))
     _unmount_host_rootfs(st)
     ctx.store.remove(st)
+    ctx.log.debug("deleted %s: processes ended, cgroups and state removed", st.id)
     if run_poststop and st.hooks.get("poststop"):
         from yacr.hooks import run_hook_dicts
 
         run_hook_dicts("poststop", st.hooks["poststop"], _hook_state(st, "stopped", 0),
                        warn=ctx.log.warn)
+        ctx.log.debug("hooks run: poststop")
 
 
 def _own_cgroups(st: State) -> dict[str, str]:
@@ -700,6 +739,7 @@ def run(ctx: Context, cid: str, bundle: str, opts: CreateOptions, detach: bool =
     try:
         _check_startable(st)
         _release(st)
+        ctx.log.debug("start released: init (pid %d) of %s runs its process", created.pid, cid)
         _poststart(ctx, st)
     except BaseException:
         _kill_init(st, 9)
@@ -715,6 +755,7 @@ def run(ctx: Context, cid: str, bundle: str, opts: CreateOptions, detach: bool =
     posix.close(st.dirfd)
     st.dirfd = -1
     code = wait_foreground(created.pid, created.pty_master)
+    ctx.log.debug("container %s exited with status %d", cid, code)
     if not keep:
         try:
             again = ctx.store.load(cid)

@@ -139,6 +139,8 @@ def _setup(cfg: InitConfig) -> None:
         from yacr.linux import console
     if spec.hooks:
         from yacr.hooks import run_hooks
+    if cfg.log.debug_enabled:
+        import traceback  # noqa: F401 - run() formats a failure with it, maybe after pivot
     S.prctl(S.PR_SET_PDEATHSIG, 9)
     S.close_inherited(3 + cfg.opts.preserve_fds)
     # runc's step names lead yacr's debug lines where the step is the same, so logs (and

@@ -38,7 +38,16 @@ _WS = " \t\n\r"
 
 
 class JSONError(ValueError):
-    """Malformed JSON; the message gives the character offset."""
+    """Malformed JSON; the message gives the line and column (both from 1)."""
+
+
+def where(text: str | bytes, pos: int) -> str:
+    """`line L, column C` of offset pos in text (columns count characters, or bytes in
+    bytes), as editors show them."""
+    nl = "\n" if isinstance(text, str) else b"\n"
+    line = text.count(nl, 0, pos) + 1  # type: ignore[arg-type]
+    col = pos - (text.rfind(nl, 0, pos) + 1) + 1  # type: ignore[arg-type]
+    return f"line {line}, column {col}"
 
 
 def loads(text: str | bytes) -> Any:
@@ -46,7 +55,7 @@ def loads(text: str | bytes) -> Any:
         try:
             text = text.decode("utf-8")
         except UnicodeDecodeError as e:
-            raise JSONError(f"not UTF-8 at byte {e.start}") from None
+            raise JSONError(f"not UTF-8 at {where(text, e.start)}") from None
     pos = 0
     n = len(text)
     while pos < n and text[pos] in _WS:
@@ -61,18 +70,18 @@ def loads(text: str | bytes) -> Any:
 
             value, end = _scan(text, pos)
     except StopIteration as e:
-        raise JSONError(f"expected a JSON value at offset {e.value}") from None
+        raise JSONError(f"expected a JSON value at {where(text, e.value)}") from None
     except RecursionError:
         raise JSONError("nested too deeply") from None
     except ValueError as e:
         # The C scanner raises json.decoder.JSONDecodeError (a ValueError) with a position.
-        msg = getattr(e, "msg", None) or str(e)
+        msg = (getattr(e, "msg", None) or str(e)).removesuffix(" at")
         off = getattr(e, "pos", None)
-        raise JSONError(f"{msg} at offset {off}" if off is not None else msg) from None
+        raise JSONError(f"{msg} at {where(text, off)}" if off is not None else msg) from None
     while end < n and text[end] in _WS:
         end += 1
     if end != n:
-        raise JSONError(f"extra data after the JSON value at offset {end}")
+        raise JSONError(f"extra data after the JSON value at {where(text, end)}")
     return value
 
 

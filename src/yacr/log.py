@@ -5,6 +5,16 @@ error of a failed call, and Go must be able to parse its `time`, so the time is
 RFC 3339 in UTC. go-runc reads stdout and stderr together, so a successful
 command must print nothing on stderr: warnings go to the log file when one is
 given, and to stderr only when there is none.
+
+The file is opened (created) as soon as the command line is read, even if nothing
+is ever logged: containerd and podman open it afterwards and expect it to exist.
+The fd is kept close-on-exec, so processes forked on the way to the container
+(its init, an exec'd process) write their lines to the same file after they have
+changed their root, and nothing of it reaches the container's program.
+
+--debug lines (logrus's `time="..." level=debug msg="..."`, or JSON) cost nothing
+when --debug is off: `debug(fmt, *args)` formats only when it is on, so callers
+pass the pieces instead of an f-string.
 """
 
 from __future__ import annotations
@@ -14,6 +24,7 @@ import sys
 import time
 
 from yacr import jsonio
+from yacr.errors import YacrError
 
 _LEVELS = {"debug": 0, "info": 1, "warning": 2, "error": 3}
 
@@ -44,14 +55,27 @@ class Log:
         self.debug_enabled = debug
         self.fd = -1
 
-    def hold(self) -> None:
-        """Open the log file now and keep it: a forked init still reaches it after
-        pivot_root, when the path no longer resolves (the fd is closed on exec)."""
+    def open(self) -> None:
+        """Open (create) the --log file and keep it; an error names the file. The CLI calls
+        this once the flags are read, so the file exists even when nothing is logged."""
         if self.path and self.fd < 0:
             try:
                 self.fd = posix.open(self.path, posix.O_WRONLY | posix.O_APPEND | posix.O_CREAT
-                                  | posix.O_CLOEXEC, 0o644)
-            except OSError:
+                                     | posix.O_CLOEXEC, 0o644)
+            except OSError as e:
+                from yacr.errors import UsageError
+
+                path, self.path = self.path, None  # the error itself goes to stderr only
+                raise UsageError(f"--log {path}: {e.strerror}") from None
+
+    def hold(self) -> None:
+        """Make sure the log file is open, before forking a process that must keep writing
+        to it after pivot_root, when the path no longer resolves (the fd is closed on
+        exec). Without --log, lines go to the process's own stderr."""
+        if self.path and self.fd < 0:
+            try:
+                self.open()
+            except YacrError:
                 self.fd = -1
 
     def _line(self, level: str, msg: str) -> str:
@@ -91,13 +115,14 @@ class Log:
     def warn(self, msg: str) -> None:
         self._emit("warning", msg)
 
-    def info(self, msg: str) -> None:
+    def info(self, msg: str, *args: object) -> None:
         if self.debug_enabled:
-            self._emit("info", msg)
+            self._emit("info", msg % args if args else msg)
 
-    def debug(self, msg: str) -> None:
+    def debug(self, msg: str, *args: object) -> None:
+        """A --debug line; with args, msg is a %-format applied only when --debug is on."""
         if self.debug_enabled:
-            self._emit("debug", msg)
+            self._emit("debug", msg % args if args else msg)
 
     def _emit(self, level: str, msg: str) -> None:
         line = self._line(level, msg)

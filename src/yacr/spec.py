@@ -33,6 +33,8 @@ RLIMITS = ("RLIMIT_AS", "RLIMIT_CORE", "RLIMIT_CPU", "RLIMIT_DATA", "RLIMIT_FSIZ
            "RLIMIT_LOCKS", "RLIMIT_MEMLOCK", "RLIMIT_MSGQUEUE", "RLIMIT_NICE", "RLIMIT_NOFILE",
            "RLIMIT_NPROC", "RLIMIT_RSS", "RLIMIT_RTPRIO", "RLIMIT_RTTIME", "RLIMIT_SIGPENDING",
            "RLIMIT_STACK")
+# sysctls that config.json has a field for (runc refuses them the same way)
+_SYSCTL_FIELDS = {"kernel.hostname": "hostname", "kernel.domainname": "domainname"}
 HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer",
               "poststart", "poststop")
 
@@ -354,9 +356,12 @@ class Device:
         self.type = string(d.get("type"), f"{path}.type")
         if self.type not in ("c", "b", "u", "p"):
             raise _fail(f"{path}.type", f"unknown device type {self.type!r}")
+        # Anywhere in the container, as runc allows (the node is made inside the rootfs,
+        # `..` cannot climb out of it); only the root itself cannot become a device.
         self.path = abs_path(d.get("path"), f"{path}.path")
-        if not self.path.startswith("/dev/") or ".." in self.path.split("/"):
-            raise _fail(f"{path}.path", f"{self.path!r} must be under /dev")
+        if not fs.normpath(self.path).strip("/"):
+            raise _fail(f"{path}.path", f"{self.path!r} is the container's root directory, "
+                        "not a file in it")
         if self.type == "p":
             self.major = self.minor = 0
         else:
@@ -397,6 +402,11 @@ class Linux:
             for k, v in obj(sy, f"{path}.sysctl").items():
                 self.sysctl[string(k, f"{path}.sysctl", nonempty=True)] = string(
                     v, f"{path}.sysctl.{k}")
+                field = _SYSCTL_FIELDS.get(k.replace("/", "."))
+                if field:
+                    raise _fail(f"{path}.sysctl.{k}", f"not allowed, it conflicts with the "
+                                f"{field!r} field of config.json: set the container's "
+                                f"{field} there")
         mp = _opt(d, "maskedPaths")
         self.masked_paths = [] if mp is None else [
             abs_path(p, f"{path}.maskedPaths[{i}]")
@@ -514,13 +524,14 @@ def parse_json(data: bytes, what: str) -> Any:
 
 
 def read_json_file(path: str, what: str) -> Any:
-    return parse_json(read_bytes(path, what), what)
+    return parse_json(read_bytes(path, what), f"{what} {path}")
 
 
 def load_bundle(bundle: str) -> Spec:
     """Load and validate BUNDLE/config.json; the rootfs must exist as a directory."""
-    data = read_bytes(fs.join(bundle, "config.json"), "config.json")
-    spec = Spec(parse_json(data, "config.json"), bundle)
+    path = fs.join(bundle, "config.json")
+    data = read_bytes(path, "config.json")
+    spec = Spec(parse_json(data, path), bundle)
     spec.source = data
     if not fs.isdir(spec.root_path):
         raise ConfigError(f"root.path: rootfs {spec.root_path} does not exist or is not a "

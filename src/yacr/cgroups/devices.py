@@ -106,9 +106,10 @@ def parse_rules(items: Any, path: str) -> list[Rule]:
                         else integer(v, f"{p}.{key}", 0, (1 << 32) - 1))
         acc = d.get("access")
         acc = "rwm" if acc is None else string(acc, f"{p}.access")
-        if not acc or any(ch not in _ACCESS_BITS for ch in acc):
+        # "a" is accepted and grants nothing, as runc does on cgroup v1 ("rwa" is in its tests)
+        if not acc or any(ch not in _ACCESS_BITS and ch != "a" for ch in acc):
             raise ConfigError(f"{p}.access: {acc!r} must be a combination of r, w and m")
-        out.append(Rule(allow, t, nums[0], nums[1], access_bits(acc)))
+        out.append(Rule(allow, t, nums[0], nums[1], access_bits(acc.replace("a", ""))))
     return out
 
 

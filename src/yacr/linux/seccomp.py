@@ -402,12 +402,30 @@ class _Recorder:
             self.log.warn(msg)
 
 
+def check_notify(cfg: dict[str, Any], path: str = "linux.seccomp") -> None:
+    """SCMP_ACT_NOTIFY is refused for `write`, as runc refuses it: init still writes (its
+    --log and --debug lines, error reports) between loading the filter and execve, and
+    each of those writes would wait for the agent's answer, before the agent even holds
+    the notify fd for the first of them. Checked before the cache, so a profile cached
+    by an older yacr is refused too."""
+    rules = cfg.get("syscalls")
+    if not isinstance(rules, list):
+        return
+    for i, rule in enumerate(rules):
+        if isinstance(rule, dict) and rule.get("action") == "SCMP_ACT_NOTIFY":
+            names = rule.get("names")
+            if isinstance(names, list) and "write" in names:
+                raise ConfigError(f"{path}.syscalls[{i}].names[{names.index('write')}]: "
+                                  "SCMP_ACT_NOTIFY cannot be used for the write syscall")
+
+
 def compile_profile(cfg: dict[str, Any], log: Log | None, cache_dir: str = "",
                     path: str = "linux.seccomp") -> Program:
     """cfg (an OCI linux.seccomp object) as a loadable Program, from the cache when an
     intact entry for the same profile is there."""
     from yacr import jsonio
 
+    check_notify(cfg, path)
     key = ""
     if cache_dir:
         import _sha256
@@ -503,6 +521,7 @@ def send_to_listener(path: str, notify_fd: int, state: dict[str, Any], metadata:
         s.sendmsg([jsonio.dumps(payload).encode()],
                   [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack("i", notify_fd))])
     except OSError as e:
-        raise YacrError(f"linux.seccomp.listenerPath {path}: {e.strerror}") from None
+        raise YacrError(f"failed to connect with seccomp agent at linux.seccomp.listenerPath "
+                        f"{path}: {e.strerror}") from None
     finally:
         s.close()
