@@ -12,7 +12,9 @@ from conftest import YACR_SCRIPT
 FORBIDDEN = {"os", "re", "json", "typing", "dataclasses", "logging", "pathlib", "subprocess",
              "enum", "socket", "argparse", "tempfile", "shutil", "ctypes", "_collections_abc",
              "collections", "posixpath", "signal", "resource", "array", "hashlib", "selectors",
-             "threading", "traceback", "warnings", "datetime", "string"}
+             "threading", "traceback", "warnings", "datetime", "string",
+             # the D-Bus library of --systemd-cgroup, and its driver
+             "jeepney", "yacr.cgroups.systemd"}
 
 
 def imported(runtime, *args: str) -> set[str]:

@@ -63,8 +63,8 @@ GLOBAL_FLAGS = [
     Flag("root", "str", DEFAULT_ROOT, "directory for container state (best on a tmpfs; for "
          "a non-root user, $XDG_RUNTIME_DIR/yacr)"),
     Flag("criu", "str", "", "path to criu (ignored: checkpoint/restore is not supported)"),
-    Flag("systemd-cgroup", "bool", help="manage cgroups through systemd (refused: no systemd "
-         "here)"),
+    Flag("systemd-cgroup", "bool", help="the container's cgroup is a systemd scope "
+         "(cgroupsPath slice:prefix:name; pure cgroup v2 hosts)"),
     Flag("rootless", "str", "auto", "ignore cgroup permission errors ('true', 'false' or "
          "'auto')"),
     HELP_FLAG,

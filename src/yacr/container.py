@@ -121,14 +121,17 @@ def create(ctx: Context, cid: str, bundle: str, opts: CreateOptions,
     handler.prepare(spec, ctx.log)
     if proc is not None:
         check_lsm(proc)
-    layout = None
-    paths: dict[str, str] = {}
-    if ctx.systemd_cgroup:
-        raise YacrError("--systemd-cgroup: systemd is not running on this host, so the "
-                        f"cgroup {spec.linux.cgroups_path!r} cannot be honoured; drop the flag")
     layout = cgroups.detect_layout()
     res = cgroups.parse_resources(spec.linux.resources)
-    paths = cgroups.resolve_paths(layout, spec.linux.cgroups_path, dir_name(cid))
+    unit: tuple[str, str] | None = None  # (slice, scope) with --systemd-cgroup
+    if ctx.systemd_cgroup:
+        from yacr.cgroups import systemd
+
+        systemd.check_host(layout)
+        unit = systemd.parse_path(spec.linux.cgroups_path, cid)
+        paths = {"": systemd.cgroup_dir(*unit)}
+    else:
+        paths = cgroups.resolve_paths(layout, spec.linux.cgroups_path, dir_name(cid))
     filt = None
     if spec.linux.seccomp is not None:
         from yacr.linux.seccomp import compile_profile
@@ -153,7 +156,13 @@ def create(ctx: Context, cid: str, bundle: str, opts: CreateOptions,
         st.handler = handler.name
         me = proc_stat(posix.getpid())
         st.creator = (posix.getpid(), me[1] if me else 0)
-        made = cgroups.missing(paths)
+        if unit is not None:
+            # systemd makes the scope's cgroup (and its slices); what the container adds
+            # below it is removed with it
+            made = list(paths.values())
+            st.extra["systemdUnit"] = unit[1]
+        else:
+            made = cgroups.missing(paths)
         st.extra["cgroupsMade"] = made
         if proc is None:
             st.extra["noProcess"] = True
@@ -176,18 +185,23 @@ def create(ctx: Context, cid: str, bundle: str, opts: CreateOptions,
         # fork: done after it, in parallel with init, they measured no faster, because every
         # page either process writes then gets copied, and both may share one CPU.
         st.save()
-        paths = _make_cgroups(ctx, st, paths, made)
-        _check_cgroup_usable(ctx, paths, made)
-        cgroups.apply_resources(paths, res, spec, ctx.log)
-        if log.debug_enabled:
-            log.debug("cgroups made and limits applied: %s",
-                      " ".join(sorted(paths.values())) or "none")
+        place = None
+        if unit is None:
+            paths = _make_cgroups(ctx, st, paths, made)
+            _check_cgroup_usable(ctx, paths, made)
+            cgroups.apply_resources(paths, res, spec, ctx.log)
+            if log.debug_enabled:
+                log.debug("cgroups made and limits applied: %s",
+                          " ".join(sorted(paths.values())) or "none")
+        else:
+            place = _systemd_placer(ctx, cid, unit, paths, res, spec, chan)
         chan.watch(_watch_init(paths))
         write_atomic(st.path, CONFIG_COPY, spec.source)
         ctx.log.hold()
         cfg = init.InitConfig(cid, spec, bundle, init_chan, plan, layout, paths, fifo_fd, csock,
                               opts, handler, ctx.log)
         cfg.seccomp = filt
+        cfg.cgroup_by_runtime = place is not None
         userns = "user" in plan.types
         # A rootless runtime neither needs (its container's root is itself) nor may make
         # detached copies of bind sources: see mount_sources.
@@ -204,9 +218,10 @@ def create(ctx: Context, cid: str, bundle: str, opts: CreateOptions,
                       ", through a helper that enters the user namespace first"
                       if userns else "")
         if userns:
-            pid, helper = _fork_with_userns(plan, spec, cfg, chan, st.dirfd)
+            pid, helper = _fork_with_userns(plan, spec, cfg, chan, st.dirfd, place)
         else:
-            pid = _fork_into_namespaces(plan, spec.linux.time_offsets, cfg, chan, st.dirfd)
+            pid = _fork_into_namespaces(plan, spec.linux.time_offsets, cfg, chan, st.dirfd,
+                                        place)
         init_chan.close()
         posix.close(fifo_fd)
         for fd in cfg.mount_fds.values():
@@ -259,6 +274,26 @@ def create(ctx: Context, cid: str, bundle: str, opts: CreateOptions,
         _undo_create(ctx, st, pid, made)
         raise
     return Created(st, pid, pty_master)
+
+
+def _systemd_placer(ctx: Context, cid: str, unit: tuple[str, str], paths: dict[str, str],
+                    res: Any, spec: Any, chan: protocol.Channel) -> Callable[[int], None]:
+    """What create does right after forking the container's first process, with
+    --systemd-cgroup: systemd's transient scope around it (with the limits systemd knows),
+    the limits written to the delegated cgroup, then the go-ahead."""
+    from yacr import protocol
+    from yacr.cgroups import devices, systemd
+
+    rules = devices.build(res.devices or [], {d.path for d in spec.linux.devices})
+    props = systemd.resource_properties(res, rules)
+
+    def place(pid: int) -> None:
+        systemd.start_scope(unit[0], unit[1], pid, props, cid)
+        cgroups.apply_resources(paths, res, spec, ctx.log)
+        ctx.log.debug("systemd scope %s started in %s; limits applied", unit[1], unit[0])
+        chan.send(protocol.CGROUP_READY)
+
+    return place
 
 
 def _make_cgroups(ctx: Context, st: State, paths: dict[str, str],
@@ -352,8 +387,10 @@ def _hand_to_listener(filt: Any, fd: int, state: dict[str, Any]) -> None:
 
 
 def _fork_into_namespaces(plan: Any, offsets: dict[str, tuple[int, int]], cfg: Any,
-                          chan: protocol.Channel, lock_fd: int) -> int:
-    """Fork init into its pid and time namespaces, which only a parent can choose for a child."""
+                          chan: protocol.Channel, lock_fd: int,
+                          place: Callable[[int], None] | None = None) -> int:
+    """Fork init into its pid and time namespaces, which only a parent can choose for a
+    child; place(pid), if given, puts init in its cgroup (see _systemd_placer)."""
     from yacr import init
     from yacr.linux import sys as S
 
@@ -386,11 +423,18 @@ def _fork_into_namespaces(plan: Any, offsets: dict[str, tuple[int, int]], cfg: A
                 S.setns(fd, flag)
             finally:
                 posix.close(fd)
+    if place is not None:
+        try:
+            place(pid)
+        except BaseException:
+            _end_helper(pid)
+            raise
     return pid
 
 
 def _fork_with_userns(plan: Any, spec: Any, cfg: Any, chan: protocol.Channel,
-                      lock_fd: int) -> tuple[int, int]:
+                      lock_fd: int, place: Callable[[int], None] | None = None
+                      ) -> tuple[int, int]:
     """Fork init inside a user namespace: returns (init pid, helper pid).
 
     The user namespace must exist before every other namespace, so that it owns them
@@ -410,6 +454,8 @@ def _fork_with_userns(plan: Any, spec: Any, cfg: Any, chan: protocol.Channel,
         chan.close()
         init.run_userns_helper(cfg)
     try:
+        if place is not None:
+            place(helper)  # init, its child, inherits the cgroup
         chan.recv(protocol.USERNS_READY)
         if "user" not in plan.join:
             from yacr.linux import userns
@@ -458,6 +504,7 @@ def _undo_create(ctx: Context, st: State, pid: int, made: list[str]) -> None:
             own = _own_cgroups(st)
             if own:
                 cgroups.signal_all(own, 9)
+            _stop_unit(st, undoing=True)
             cgroups.destroy(st.cgroups, made)
     except YacrError as e:
         ctx.log.warn(str(e))
@@ -679,6 +726,7 @@ def destroy(ctx: Context, st: State, run_poststop: bool = True, reaped: bool = F
         if own and cgroups.pids(own):
             cgroups.signal_all(own, 9)
     if st.cgroups:
+        _stop_unit(st)
         cgroups.destroy(st.cgroups, st.extra.get("cgroupsMade", []))
     _unmount_host_rootfs(st)
     ctx.store.remove(st)
@@ -689,6 +737,16 @@ def destroy(ctx: Context, st: State, run_poststop: bool = True, reaped: bool = F
         run_hook_dicts("poststop", st.hooks["poststop"], _hook_state(st, "stopped", 0),
                        warn=ctx.log.warn)
         ctx.log.debug("hooks run: poststop")
+
+
+def _stop_unit(st: State, undoing: bool = False) -> None:
+    """With --systemd-cgroup, the container's scope goes (and nothing of it stays listed
+    in systemd) before its cgroup directory is removed."""
+    unit = st.extra.get("systemdUnit")
+    if unit:
+        from yacr.cgroups import systemd
+
+        systemd.stop_scope(unit, undoing)
 
 
 def _own_cgroups(st: State) -> dict[str, str]:

@@ -27,7 +27,7 @@ def features() -> dict[str, Any]:
         "linux": {
             "namespaces": list(FLAGS),
             "capabilities": list(capabilities.NAMES),
-            "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False,
+            "cgroup": {"v1": True, "v2": True, "systemd": True, "systemdUser": False,
                        "rdma": True},
             "seccomp": {"enabled": False},
             "apparmor": {"enabled": apparmor_enabled()},

@@ -55,7 +55,7 @@ class InitConfig:
 
     __slots__ = ("cid", "spec", "bundle", "chan", "plan", "layout", "cgroup_paths",
                  "fifo_fd", "console_sock", "opts", "handler", "log", "committed", "seccomp",
-                 "mount_fds")
+                 "mount_fds", "cgroup_by_runtime")
 
     def __init__(self, cid: str, spec: Spec, bundle: str, chan: protocol.Channel, plan: Plan,
                  layout: Layout | None, cgroup_paths: dict[str, str], fifo_fd: int,
@@ -76,6 +76,8 @@ class InitConfig:
         self.committed = False
         self.seccomp: Program | None = None
         self.mount_fds: dict[int, int] = {}  # see rootfs.mount_sources
+        # the runtime puts the first child in its cgroup (systemd's scope): wait for it
+        self.cgroup_by_runtime = False
 
 
 def _die_on_signal(signum: int, _frame: Any) -> None:
@@ -166,7 +168,7 @@ def _setup(cfg: InitConfig) -> None:
         # The runtime made the cgroups (with their limits) before forking: join them
         # first, then unshare, so that a new cgroup namespace is rooted at the container's
         # cgroup.
-        join_self(cfg.cgroup_paths)
+        join_cgroups(cfg)
     S.unshare(plan.unshare & ~(S.CLONE_NEWPID | S.CLONE_NEWTIME | S.CLONE_NEWUSER))
 
     if not cfg.opts.no_new_keyring:
@@ -287,6 +289,15 @@ def _setup(cfg: InitConfig) -> None:
         raise YacrError(f'exec: "{proc.args[0]}": {(e.strerror or "error").lower()}') from None
 
 
+def join_cgroups(cfg: InitConfig) -> None:
+    """Into the container's cgroups: by itself, or, when systemd makes the cgroup around
+    this process, by waiting until the runtime says it is there."""
+    if cfg.cgroup_by_runtime:
+        cfg.chan.recv(protocol.CGROUP_READY)
+    else:
+        join_self(cfg.cgroup_paths)
+
+
 def _join_by_path(plan: Plan) -> None:
     """setns into the namespaces given by path, but pid and time (the runtime chose those
     for init's children) and mount (last, once nothing else needs host paths)."""
@@ -303,7 +314,7 @@ def run_userns_helper(cfg: InitConfig) -> NoReturn:
     try:
         S.prctl(S.PR_SET_PDEATHSIG, 9)
         plan = cfg.plan
-        join_self(cfg.cgroup_paths)
+        join_cgroups(cfg)
         if "user" in plan.join:
             # joined first: the namespaces it owns can then be joined too
             S.setns(plan.join["user"], S.CLONE_NEWUSER)

@@ -11,6 +11,9 @@ module costs ~10 ms of imports on every container start.
 The exchange during create (runtime = R, init = I):
 
     (R made the cgroups and their limits before forking I; I joins them first thing)
+    With --systemd-cgroup systemd makes the cgroup around a process, so R places the
+    first child (I, or H below) itself, and that child waits first thing for:
+    R -> I  cgroup-ready         I (or H) is in its cgroup, whose limits are applied
     With a user namespace, a helper H (R's child) comes first and forks I:
     H -> R  userns-ready         H joined the cgroups and entered the user namespace
     R -> H  maps-done            R wrote H's uid_map and gid_map
@@ -44,6 +47,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
+CGROUP_READY = "cgroup-ready"
 USERNS_READY = "userns-ready"
 MAPS_DONE = "maps-done"
 INIT_PID = "init-pid"

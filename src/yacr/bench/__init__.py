@@ -55,32 +55,11 @@ def parser(names: list[str]) -> argparse.ArgumentParser:
     return ap
 
 
-def add_venv_site_packages() -> None:
-    """Put the virtualenv's site-packages (rich, matplotlib) on sys.path.
-
-    The yacr front-end starts Python with -I -S from a sealed interpreter copy, so
-    site.py never ran and sys.prefix is not the venv: find the venv from the front-end
-    ($YACR_CLI), the script and the interpreter, as the directory with a pyvenv.cfg."""
-    import site
-
-    starts = [os.environ.get("YACR_CLI", ""), sys.argv[0] if sys.argv else "",
-              sys.executable, sys.prefix + "/bin/python3"]
-    ver = f"python{sys.version_info[0]}.{sys.version_info[1]}"
-    for start in filter(None, starts):
-        d = os.path.abspath(start)
-        for _ in range(4):
-            d = os.path.dirname(d)
-            sp = os.path.join(d, "lib", ver, "site-packages")
-            if os.path.exists(os.path.join(d, "pyvenv.cfg")) and os.path.isdir(sp):
-                if sp not in sys.path:
-                    site.addsitedir(sp)
-                return
-
-
 def main(argv: list[str]) -> int:
     from yacr.bench import registry, ui
+    from yacr.venv import add_site_packages
 
-    add_venv_site_packages()
+    add_site_packages()
     ui.need_extras()
     registry.load()
     order = sorted(registry.SCENARIOS.values(), key=lambda d: (d.order, d.name))

@@ -63,6 +63,17 @@ def update(ctx: Context, cid: str, o: dict[str, Any]) -> None:
         raw = from_update_flags(o)
     res = Resources(raw, "resources")
     new_manager(st.cgroups, ctx.log).apply(res, update=True)
+    unit = st.extra.get("systemdUnit")
+    if unit:
+        # systemd's own record of the limits follows, or a daemon-reload would bring the
+        # old ones back (the files are already changed: that part is not undone)
+        from yacr.cgroups import systemd
+
+        try:
+            systemd.set_properties(unit, systemd.resource_properties(res, None))
+        except YacrError as e:
+            raise YacrError(f"the cgroup files were updated, but systemd's unit {unit} was "
+                            f"not: {e}") from None
 
 
 def parse_duration(text: str) -> float:

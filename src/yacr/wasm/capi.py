@@ -91,27 +91,6 @@ def _machine() -> str:
     return {"amd64": "x86_64", "arm64": "aarch64"}.get(m.lower(), m)
 
 
-def _venvs() -> list[str]:
-    """Virtual environments yacr may run from. With -S, site.py never set sys.prefix to
-    the venv, and the interpreter may be a sealed copy outside it: look up from the
-    interpreter, the launcher script and $YACR_CLI for a pyvenv.cfg."""
-    out = []
-    starts = [sys.executable, sys.argv[0] if sys.argv else ""]
-    cli = posix.environ.get(b"YACR_CLI")
-    if cli:
-        starts.append(cli.decode())
-    for start in starts:
-        d = start
-        for _ in range(4):
-            d = d.rpartition("/")[0]
-            if not d:
-                break
-            if d not in out and posix.access(f"{d}/pyvenv.cfg", posix.F_OK):
-                out.append(d)
-                break
-    return out
-
-
 def find_library() -> str:
     """The bundled _libwasmtime.so of the PyPI wasmtime package, without importing it.
 
@@ -127,7 +106,10 @@ def find_library() -> str:
     sub = f"wasmtime/linux-{_machine()}/{_LIBNAME}"
     ver = f"python{sys.version_info[0]}.{sys.version_info[1]}"
     dirs = [p for p in sys.path if p]
-    for prefix in _venvs() + [sys.prefix, sys.base_prefix]:
+    from yacr.venv import site_packages
+
+    dirs += site_packages()
+    for prefix in (sys.prefix, sys.base_prefix):
         dirs.append(f"{prefix}/lib/{ver}/site-packages")
     dirs += [f"/usr/local/lib/{ver}/dist-packages", "/usr/lib/python3/dist-packages"]
     for d in dirs:
