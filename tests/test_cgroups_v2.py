@@ -257,3 +257,24 @@ def test_update_and_stats(v2, bundles):
     assert v2("delete", cid).returncode == 0
     assert not v2dir(cid).exists()
 
+
+
+def test_delete_force_kills_a_forking_and_a_paused_container(v2, bundles):
+    """SIGKILL for the whole cgroup goes through cgroup.kill (the kernel kills the subtree
+    at once, forks in flight included): a container forking in a loop, with a process in a
+    sub-cgroup of its own, and a paused one, are gone after delete --force."""
+    spec = bundles.spec(["sh", "-c", "mkdir /sys/fs/cgroup/sub && "
+                                     "(echo $$ > /sys/fs/cgroup/sub/cgroup.procs; sleep 100) & "
+                                     "while :; do sleep 100 & done"])
+    spec["mounts"] = [dict(m, options=[o for o in m.get("options", []) if o != "ro"])
+                      if m["destination"] == "/sys/fs/cgroup" else m for m in spec["mounts"]]
+    cid = run_detached(v2, bundles, spec)
+    assert wait_for(lambda: len(json.loads(v2("ps", "--format", "json", cid).stdout)) > 5,
+                    timeout=60)
+    assert wait_for(lambda: (v2dir(cid) / "sub").is_dir())
+    paused = run_detached(v2, bundles, bundles.spec(["sleep", "100"]))
+    assert v2("pause", paused).returncode == 0
+    for c in (cid, paused):
+        p = v2("delete", "--force", c)
+        assert p.returncode == 0, p.stderr
+        assert not v2dir(c).exists()

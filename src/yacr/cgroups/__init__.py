@@ -244,21 +244,31 @@ def pids(paths: dict[str, str]) -> list[int]:
     return sorted(seen)
 
 
-def signal_all(paths: dict[str, str], sig: int) -> int:
-    """Send sig to every process in the cgroup; frozen while signalling so nothing forks past us."""
+def signal_all(paths: dict[str, str], sig: int) -> None:
+    """Send sig to every process in the cgroup.
+
+    SIGKILL goes through cgroup2's cgroup.kill where the kernel has it (5.14+): it kills
+    the whole subtree at once, processes forking at that moment and frozen ones included.
+    Otherwise the cgroup is frozen while each process is signalled, so nothing forks past
+    the loop."""
+    if sig == 9:
+        v2 = paths.get("") or paths.get("unified")
+        if v2:
+            try:
+                _write(fs.join(v2, "cgroup.kill"), "1")
+                return
+            except YacrError:
+                pass  # no cgroup.kill (an older kernel, or a v1 path): one by one
     frozen = freeze(paths, True) if sig == 9 else False
-    count = 0
     try:
         for pid in pids(paths):
             try:
                 posix.kill(pid, sig)
-                count += 1
             except ProcessLookupError:
                 pass
     finally:
         if frozen:
             freeze(paths, False)
-    return count
 
 
 def freeze(paths: dict[str, str], frozen: bool) -> bool:
