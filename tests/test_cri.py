@@ -105,6 +105,8 @@ def generate_client(dest: Path):
 class CRI:
     """The daemon, its gRPC channel and the generated CRI stubs."""
 
+    config = CONFIG  # tests/test_systemd_clients.py runs one with SystemdCgroup = true
+
     def __init__(self, base: Path, pb, pb_grpc) -> None:
         self.base = base
         self.sock = str(base / "sock")
@@ -121,7 +123,7 @@ class CRI:
         for d in ("cni/bin", "cni/conf", "yacr-root", "logs"):
             (self.base / d).mkdir(parents=True, exist_ok=True)
         conf = self.base / "config.toml"
-        conf.write_text(CONFIG.format(b=self.base, pause=PAUSE, yacr=YACR))
+        conf.write_text(self.config.format(b=self.base, pause=PAUSE, yacr=YACR))
         self.logf = open(self.base / "containerd.log", "ab")
         self.proc = subprocess.Popen(["containerd", "--config", str(conf)],
                                      stdin=subprocess.DEVNULL, stdout=self.logf,
@@ -170,14 +172,14 @@ class CRI:
         return containerd_leftovers(self.base, self.sock, self.had_shim_dir, 10)
 
 
-@pytest.fixture(scope="module")
-def cri():
+def start_cri(kind: type[CRI] = CRI):
+    """A daemon with the images imported (a generator: yields it, then tears it down)."""
     base = Path(tempfile.mkdtemp(prefix="yacr-cri-"))
     stubs = generate_client(base)
     if stubs is None:
         shutil.rmtree(base, ignore_errors=True)
         pytest.skip("grpcio-tools is not installed (pip install -e '.[test]')")
-    d = CRI(base, *stubs)
+    d = kind(base, *stubs)
     try:
         d.start()
         rootfs = build_rootfs(str(base / "rootfs"))
@@ -194,6 +196,11 @@ def cri():
     finally:
         problems = d.teardown()
     assert not problems, "; ".join(problems)
+
+
+@pytest.fixture(scope="module")
+def cri():
+    yield from start_cri()
 
 
 def yacr_state(cri: CRI, cid: str) -> dict | None:
