@@ -8,6 +8,8 @@ import socket
 import threading
 import time
 
+from conftest import CGROUP
+
 
 class ConsoleReceiver:
     """The caller's side of --console-socket: accepts one connection, keeps the pty master."""
@@ -182,3 +184,36 @@ def test_exec_does_not_leak_runtime_fds(runtime, bundles):
     cid = _running_container(runtime, bundles)
     out = runtime("exec", cid, "ls", "/proc/self/fd").stdout.split()
     assert sorted(int(x) for x in out) == [0, 1, 2, 3]
+
+
+# --- exec's own failures -------------------------------------------------------------------
+
+def _container_pids(cid: str) -> list[str]:
+    return (CGROUP / "pids" / "yacr" / cid / "cgroup.procs").read_text().split()
+
+
+def test_exec_exits_255_for_its_own_failures(runtime, bundles, tmp_path):
+    """A caller tells exec's own failures (255, as runc) from the process's status, which
+    passes through unchanged; each failure is one line and starts nothing in the
+    container. A pid file that cannot be written after the process started (its path is
+    a directory) takes the process down with the exec."""
+    cid = _running_container(runtime, bundles)
+    assert runtime("exec", cid, "false").returncode == 1
+    assert runtime("exec", cid, "sh", "-c", "exit 42").returncode == 42
+    only_init = _container_pids(cid)
+    for args, msg in (
+            (["--pid-file", str(tmp_path / "no" / "dir" / "pid"), cid, "true"], "--pid-file"),
+            (["-d", "--pid-file", str(tmp_path), cid, "sleep", "100"], "--pid-file"),
+            ([cid, "no-such-binary"], "no-such-binary"),
+            (["no-such-container", "true"], "does not exist"),
+            ([cid], "missing the command"),
+            (["--process", str(tmp_path / "none.json"), cid], "--process")):
+        p = runtime("exec", *args)
+        assert p.returncode == 255, (args, p.returncode, p.stderr)
+        assert msg in p.stderr and len(p.stderr.splitlines()) == 1, (args, p.stderr)
+        assert _container_pids(cid) == only_init, args
+    runtime("pause", cid, check=True)
+    p = runtime("exec", cid, "true", timeout=20)
+    assert p.returncode == 255 and "paused" in p.stderr, p.stderr
+    runtime("resume", cid, check=True)
+    assert runtime("exec", cid, "true").returncode == 0

@@ -6,6 +6,10 @@ capabilities, no_new_privs, LSM label, rlimits) of the process spec. Without
 --process, that spec starts from the container's own process and the flags
 override it, as runc does. The exec'd process reports a failure over a
 close-on-exec socket; a clean EOF means execve succeeded.
+
+As runc's, `exec` exits 255 when it fails itself (no such container, a paused one, a
+program that is not there, a bad --pid-file, --cgroup...), so that a caller can tell
+those from the exit status of the process, which `exec` returns unchanged otherwise.
 """
 
 from __future__ import annotations
@@ -31,7 +35,24 @@ if TYPE_CHECKING:
 _JOIN = ("user", "ipc", "uts", "network", "cgroup", "mount")
 
 
+# runc's status for its own failures in `exec`, distinct from the process's statuses
+EXEC_FAILED = 255
+
+
 def exec_cli(ctx: Context, o: dict[str, Any], args: list[str]) -> int:
+    try:
+        return _exec_cli(ctx, o, args)
+    except YacrError as e:
+        e.exit_code = EXEC_FAILED
+        raise
+    except OSError as e:
+        where = f": {e.filename}" if e.filename else ""
+        err = YacrError(f"exec: {e.strerror or e}{where}")
+        err.exit_code = EXEC_FAILED
+        raise err from None
+
+
+def _exec_cli(ctx: Context, o: dict[str, Any], args: list[str]) -> int:
     cid, cmd = args[0], args[1:]
     st = ctx.store.load(cid, lock=False)
     status = st.status()
@@ -51,9 +72,14 @@ def exec_cli(ctx: Context, o: dict[str, Any], args: list[str]) -> int:
     console_socket = o["console-socket"] or None
     if proc.terminal and console_socket is None and o["detach"]:
         raise UsageError("exec: a terminal with --detach needs --console-socket")
-    return exec_process(ctx, st, proc, console_socket=console_socket,
-                        pid_file=o["pid-file"] or None, detach=o["detach"],
-                        preserve_fds=o["preserve-fds"])
+    pid_file = o["pid-file"] or None
+    if pid_file:
+        # checked before anything runs: the process would be killed again after it started
+        pid_file = fs.abspath(pid_file)
+        if not fs.isdir(fs.dirname(pid_file)):
+            raise YacrError(f"--pid-file {pid_file}: no such directory {fs.dirname(pid_file)}")
+    return exec_process(ctx, st, proc, console_socket=console_socket, pid_file=pid_file,
+                        detach=o["detach"], preserve_fds=o["preserve-fds"])
 
 
 def container_config(st: State) -> dict[str, Any]:
@@ -194,12 +220,27 @@ def exec_process(ctx: Context, st: State, proc: Process, *, console_socket: str 
     finally:
         chan.close()
     if pid_file:
-        write_pid_file(pid_file, pid)
+        try:
+            write_pid_file(pid_file, pid)
+        except YacrError:
+            # the caller cannot know the process: it must not outlive the failed exec
+            _kill_and_reap(pid, pty_master)
+            raise
     if detach:
         return 0
     from yacr.waiter import wait_foreground
 
     return wait_foreground(pid, pty_master)
+
+
+def _kill_and_reap(pid: int, pty_master: int) -> None:
+    try:
+        posix.kill(pid, 9)
+        posix.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):
+        pass
+    if pty_master >= 0:
+        posix.close(pty_master)
 
 
 def _child(st: State, proc: Process, nsfds: dict[str, int], csock: Any,
