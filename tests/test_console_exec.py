@@ -207,7 +207,8 @@ def test_exec_exits_255_for_its_own_failures(runtime, bundles, tmp_path):
             ([cid, "no-such-binary"], "no-such-binary"),
             (["no-such-container", "true"], "does not exist"),
             ([cid], "missing the command"),
-            (["--process", str(tmp_path / "none.json"), cid], "--process")):
+            (["--process", str(tmp_path / "none.json"), cid], "--process"),
+            (["--cgroup", "..", cid, "true"], "is not a sub cgroup path")):
         p = runtime("exec", *args)
         assert p.returncode == 255, (args, p.returncode, p.stderr)
         assert msg in p.stderr and len(p.stderr.splitlines()) == 1, (args, p.stderr)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import posix
 
 from yacr import fs, protocol
-from yacr.cgroups import join_self
+from yacr.cgroups import join_exec
 from yacr.errors import StateError, UsageError, YacrError
 from yacr.linux import sys as S
 from yacr.linux.namespaces import PROC_NAMES
@@ -78,8 +78,15 @@ def _exec_cli(ctx: Context, o: dict[str, Any], args: list[str]) -> int:
         pid_file = fs.abspath(pid_file)
         if not fs.isdir(fs.dirname(pid_file)):
             raise YacrError(f"--pid-file {pid_file}: no such directory {fs.dirname(pid_file)}")
+    cgroup_paths, fallback = st.cgroups, True
+    if o["cgroup"]:
+        from yacr.cgroups import subcgroups
+
+        cgroup_paths, every = subcgroups.resolve(st.cgroups, o["cgroup"])
+        fallback = not every
     return exec_process(ctx, st, proc, console_socket=console_socket, pid_file=pid_file,
-                        detach=o["detach"], preserve_fds=o["preserve-fds"])
+                        detach=o["detach"], preserve_fds=o["preserve-fds"],
+                        cgroup_paths=cgroup_paths, cgroup_fallback=fallback)
 
 
 def container_config(st: State) -> dict[str, Any]:
@@ -141,7 +148,11 @@ def _process_from_flags(st: State, o: dict[str, Any], cmd: list[str]) -> dict[st
 
 def exec_process(ctx: Context, st: State, proc: Process, *, console_socket: str | None = None,
                  pid_file: str | None = None, detach: bool = False,
-                 preserve_fds: int = 0) -> int:
+                 preserve_fds: int = 0, cgroup_paths: dict[str, str] | None = None,
+                 cgroup_fallback: bool = True) -> int:
+    """Run proc in the container; cgroup_paths replaces the container's cgroups (exec
+    --cgroup), and cgroup_fallback lets a cgroup2 join that fails with EBUSY go to init's
+    cgroup instead (see cgroups.join_exec)."""
     from yacr import handlers
     from yacr.container import receive_fds, write_pid_file
     from yacr.init import error_text, finish_process
@@ -175,6 +186,8 @@ def exec_process(ctx: Context, st: State, proc: Process, *, console_socket: str 
             raise StateError("container not running")
         csock = connect_socket(console_socket) if proc.terminal and console_socket else None
         chan, child_chan = protocol.Channel.pair()
+        join = _Join(st.cgroups if cgroup_paths is None else cgroup_paths,
+                     st.pid if cgroup_fallback else 0)
         restore: list[tuple[int, int]] = []
         try:
             for kind, flag in (("pid", S.CLONE_NEWPID), ("time", S.CLONE_NEWTIME)):
@@ -189,7 +202,7 @@ def exec_process(ctx: Context, st: State, proc: Process, *, console_socket: str 
                 for fd, _flag in restore:  # the runtime's own namespaces stay out
                     posix.close(fd)
                 try:
-                    _child(st, proc, nsfds, csock, child_chan, handler, preserve_fds, ctx,
+                    _child(join, proc, nsfds, csock, child_chan, handler, preserve_fds, ctx,
                            finish_process, filt)
                 except BaseException as e:  # noqa: BLE001 - report, never unwind
                     try:
@@ -233,6 +246,17 @@ def exec_process(ctx: Context, st: State, proc: Process, *, console_socket: str 
     return wait_foreground(pid, pty_master)
 
 
+class _Join:
+    """Where the exec'd process goes: cgroup paths, and init's pid for the cgroup2 EBUSY
+    fallback (0: none)."""
+
+    __slots__ = ("paths", "init_pid")
+
+    def __init__(self, paths: dict[str, str], init_pid: int) -> None:
+        self.paths = paths
+        self.init_pid = init_pid
+
+
 def _kill_and_reap(pid: int, pty_master: int) -> None:
     try:
         posix.kill(pid, 9)
@@ -243,7 +267,7 @@ def _kill_and_reap(pid: int, pty_master: int) -> None:
         posix.close(pty_master)
 
 
-def _child(st: State, proc: Process, nsfds: dict[str, int], csock: Any,
+def _child(join: _Join, proc: Process, nsfds: dict[str, int], csock: Any,
            chan: protocol.Channel, handler: Any, preserve_fds: int, ctx: Context,
            finish: Any, filt: Any) -> None:
     from yacr.linux import console
@@ -251,7 +275,7 @@ def _child(st: State, proc: Process, nsfds: dict[str, int], csock: Any,
     S.prctl(S.PR_SET_PDEATHSIG, 9)
     S.close_inherited(3 + preserve_fds)
     S.prctl(S.PR_SET_DUMPABLE, 0)  # as init: not reachable through /proc until execve
-    join_self(st.cgroups)
+    join_exec(join.paths, join.init_pid)
     for kind in _JOIN:
         if kind in nsfds:
             S.setns(nsfds[kind], 0)

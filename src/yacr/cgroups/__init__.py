@@ -260,6 +260,72 @@ def join_self(paths: dict[str, str]) -> None:
             raise YacrError(f"cannot join cgroup {path}: {e.strerror}") from None
 
 
+def join_exec(paths: dict[str, str], init_pid: int) -> None:
+    """Move the calling (single-threaded) exec'd process into paths, as join_self does.
+
+    A cgroup2 cgroup that enables a domain controller for its children takes no process
+    itself (EBUSY): that is the container's own cgroup once its init moved to a sub-cgroup
+    and enabled, say, memory there. Then, as runc does, the process joins the cgroup2
+    cgroup init is in, provided it lies inside the container's. yacr does this on the
+    cgroup2 hierarchy of hybrid hosts too (runc only on pure v2 ones). init_pid 0 turns
+    the fallback off: `exec --cgroup PATH` asked for one place and gets that or an error.
+    Runs on the host's /proc and before the container's cgroup namespace is entered.
+    """
+    for key, path in paths.items():
+        v2 = key in ("", "unified")
+        target = fs.join(path, "cgroup.procs" if v2 else "tasks")
+        try:
+            _write_self(target)
+            continue
+        except OSError as e:
+            err = e
+        if v2 and err.errno == 16 and init_pid:  # EBUSY
+            alt = _init_cgroup2_dir(key, path, init_pid)
+            if alt:
+                target = fs.join(alt, "cgroup.procs")
+                try:
+                    _write_self(target)
+                    continue
+                except OSError as e:
+                    err = e
+        hint = " (its cpuset.cpus or cpuset.mems is empty)" if err.errno == 28 else ""
+        raise YacrError(f"cannot join cgroup {path}: error adding pid {_host_pid()} to "
+                        f"cgroups: {target}: {(err.strerror or str(err)).lower()}{hint}"
+                        ) from None
+
+
+def _write_self(target: str) -> None:
+    fd = posix.open(target, posix.O_WRONLY | posix.O_CLOEXEC)
+    try:
+        posix.write(fd, b"0")
+    finally:
+        posix.close(fd)
+
+
+def _init_cgroup2_dir(key: str, container: str, init_pid: int) -> str | None:
+    """The directory of init's cgroup2 cgroup, when it is the container's or below it."""
+    mount = CGROUP_ROOT if key == "" else CGROUP_ROOT + "/unified"
+    try:
+        text = fs.read_file(f"/proc/{init_pid}/cgroup").decode("utf-8", "surrogateescape")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("0::"):
+            d = fs.normpath(mount + "/" + line[3:])
+            if d == container or d.startswith(container.rstrip("/") + "/"):
+                return d
+    return None
+
+
+def _host_pid() -> str:
+    """The caller's pid as the host sees it (the exec'd process is already a member of the
+    container's pid namespace, where getpid() answers another number)."""
+    try:
+        return posix.readlink("/proc/self")
+    except OSError:
+        return str(posix.getpid())
+
+
 def add_pid(paths: dict[str, str], pid: int) -> None:
     data = str(pid).encode()
     for path in paths.values():
