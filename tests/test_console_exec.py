@@ -186,7 +186,7 @@ def test_exec_does_not_leak_runtime_fds(runtime, bundles):
     assert sorted(int(x) for x in out) == [0, 1, 2, 3]
 
 
-# --- exec's own failures -------------------------------------------------------------------
+# --- exec's own failures, and its debug lines ----------------------------------------------
 
 def _container_pids(cid: str) -> list[str]:
     return (CGROUP / "pids" / "yacr" / cid / "cgroup.procs").read_text().split()
@@ -218,3 +218,51 @@ def test_exec_exits_255_for_its_own_failures(runtime, bundles, tmp_path):
     assert p.returncode == 255 and "paused" in p.stderr, p.stderr
     runtime("resume", cid, check=True)
     assert runtime("exec", cid, "true").returncode == 0
+
+
+EXEC_STEPS = ("nsexec container setup", "child process in init()", "setns_init: about to exec")
+
+
+def _steps_in_order(text: str) -> bool:
+    at = [text.find(s) for s in EXEC_STEPS]
+    return -1 not in at and at == sorted(at)
+
+
+def test_exec_debug_lines_on_stderr_or_in_the_log(runtime, bundles, tmp_path):
+    """--debug logs exec's steps under runc's step names (runc's exec.bats greps for them):
+    in the runtime before it forks, in the child as it starts, and in the child right
+    before execve, from inside the container's mount namespace (the log file is held open
+    across the fork); with --log they go there and not to stderr."""
+    cid = _running_container(runtime, bundles)
+    p = runtime("--debug", "exec", cid, "true")
+    assert p.returncode == 0, p.stderr
+    assert "level=debug" in p.stderr and _steps_in_order(p.stderr), p.stderr
+    log = tmp_path / "exec.log"
+    p = runtime("--debug", "exec", cid, "true", log=str(log))
+    assert p.returncode == 0 and "level=debug" not in p.stderr, p.stderr
+    assert _steps_in_order(log.read_text()), log.read_text()
+    jlog = tmp_path / "exec.json"
+    p = runtime("--debug", "exec", cid, "true", log=str(jlog), log_format="json")
+    records = [json.loads(line) for line in jlog.read_text().splitlines()]
+    steps = [r["msg"] for r in records if r["level"] == "debug"]
+    assert _steps_in_order("\n".join(steps)), steps
+    # no debug line without --debug
+    quiet = tmp_path / "quiet.log"
+    p = runtime("exec", cid, "true", log=str(quiet))
+    assert "level=debug" not in p.stderr
+    assert not quiet.exists() or "level=debug" not in quiet.read_text()
+
+
+def test_exec_debug_lines_stay_out_of_the_terminal(runtime, bundles, tmp_path):
+    """With a terminal, the child's stdio becomes the pty before its last debug line: that
+    line still goes to the runtime's stderr, never into the container's terminal."""
+    cid = _running_container(runtime, bundles)
+    rx = ConsoleReceiver(str(tmp_path / "c.sock"))
+    p = runtime("--debug", "exec", "-t", "-d", "--console-socket", rx.path, cid,
+                "sh", "-c", "echo hello from the pty")
+    assert p.returncode == 0, p.stderr
+    out = rx.read_until_eof()
+    rx.close()
+    assert "hello from the pty" in out
+    assert "level=debug" not in out, out
+    assert _steps_in_order(p.stderr), p.stderr

@@ -188,6 +188,7 @@ def exec_process(ctx: Context, st: State, proc: Process, *, console_socket: str 
         chan, child_chan = protocol.Channel.pair()
         join = _Join(st.cgroups if cgroup_paths is None else cgroup_paths,
                      st.pid if cgroup_fallback else 0)
+        ctx.log.hold()  # the child writes its debug lines here from inside the container
         restore: list[tuple[int, int]] = []
         try:
             for kind, flag in (("pid", S.CLONE_NEWPID), ("time", S.CLONE_NEWTIME)):
@@ -196,6 +197,8 @@ def exec_process(ctx: Context, st: State, proc: Process, *, console_socket: str 
                                      posix.O_RDONLY | posix.O_CLOEXEC)
                     restore.append((own, flag))
                     S.setns(nsfds[kind], flag)
+            ctx.log.debug(f"nsexec container setup: forking the exec'd process into the "
+                          f"cgroups and namespaces of container {st.id} (init pid {init_pid})")
             pid = posix.fork()
             if pid == 0:
                 chan.close()
@@ -275,6 +278,16 @@ def _child(join: _Join, proc: Process, nsfds: dict[str, int], csock: Any,
     S.prctl(S.PR_SET_PDEATHSIG, 9)
     S.close_inherited(3 + preserve_fds)
     S.prctl(S.PR_SET_DUMPABLE, 0)  # as init: not reachable through /proc until execve
+    log = ctx.log
+    if log.debug_enabled and log.fd < 0:
+        # No --log: debug lines go to the runtime's stderr, which a terminal replaces
+        # below; a copy (close-on-exec, as posix.dup makes it) keeps it reachable.
+        try:
+            log.fd = posix.dup(2)
+        except OSError:
+            log.debug_enabled = False  # no stderr to write to
+    log.debug("child process in init(): the forked exec child joins the container's "
+              "cgroups and namespaces")
     join_exec(join.paths, join.init_pid)
     for kind in _JOIN:
         if kind in nsfds:
@@ -309,6 +322,7 @@ def _child(join: _Join, proc: Process, nsfds: dict[str, int], csock: Any,
     path, env, last_step = finish(proc, handler, ctx.log, filt)
     S.prctl(S.PR_SET_PDEATHSIG, 0)
     S.close_range_cloexec(3 + preserve_fds)
+    log.debug(f"setns_init: about to exec {path} (pid {posix.getpid()} in the container)")
     last_step()
     try:
         handler.run(path, proc.args, env)
