@@ -537,16 +537,6 @@ def test_device_rules_hold_inside_v1(runtime, bundles):
     assert device_results(p.stdout) == EXPECTED_ALLOW_ALL
 
 
-def test_device_access_rwa_is_taken_as_rw(runtime, bundles):
-    """runc's update.bats runs a container whose rules say "rwa"; runc ignores the "a"."""
-    cid = start(runtime, bundles, ["sleep", "100"], {"devices": [
-        {"allow": False, "access": "rwm"},
-        {"allow": False, "type": "c", "major": 1, "minor": 11, "access": "rwa"},
-        {"allow": True, "type": "c", "major": 10, "minor": 229, "access": "rwa"}]})
-    lst = rd(cid, "devices", "devices.list").splitlines()
-    assert "c 10:229 rw" in lst and not [x for x in lst if x.startswith("c 1:11 ")]
-
-
 def test_exec_is_held_by_the_same_device_rules(runtime, bundles):
     spec = device_spec(bundles)
     spec["process"]["args"] = ["sleep", "100"]

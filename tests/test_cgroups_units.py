@@ -83,19 +83,6 @@ def test_bad_device_rules_name_the_field(bad, msg):
         parse_rules(bad, "linux.resources.devices")
 
 
-def test_access_a_is_accepted_and_adds_nothing():
-    """runc ignores an "a" in access (its own update.bats writes "rwa"): the rule keeps
-    its r, w and m, and "a" alone is no rule at all."""
-    rules = parse_rules([{"allow": True, "type": "c", "major": 10, "minor": 229,
-                          "access": "rwa"},
-                         {"allow": False, "type": "c", "major": 1, "minor": 11, "access": "a"}],
-                        "linux.resources.devices")
-    assert len(rules) == 1 and rules[0].access == access_bits("rw")
-    for bad in ("", "rwx", "all"):
-        with pytest.raises(ConfigError, match=r"devices\[0\]\.access"):
-            parse_rules([{"allow": True, "access": bad}], "linux.resources.devices")
-
-
 RULESETS = {
     "deny-all+defaults": build([rule(False)], set()),
     "allow-all-but-kmsg-write": build([rule(True), rule(False, "c", 1, 11, "w")], set()),

@@ -106,13 +106,9 @@ def parse_rules(items: Any, path: str) -> list[Rule]:
                         else integer(v, f"{p}.{key}", 0, (1 << 32) - 1))
         acc = d.get("access")
         acc = "rwm" if acc is None else string(acc, f"{p}.access")
-        # runc ignores an "a" in access (runc's own tests write "rwa"): accepted, for nothing
-        if not acc or any(ch not in _ACCESS_BITS and ch != "a" for ch in acc):
-            raise ConfigError(f"{p}.access: {acc!r} must be a combination of r, w and m "
-                              "(and a, which adds nothing)")
-        bits = access_bits(acc.replace("a", ""))
-        if bits:  # "a" alone grants or denies no access: a no-op, as in runc
-            out.append(Rule(allow, t, nums[0], nums[1], bits))
+        if not acc or any(ch not in _ACCESS_BITS for ch in acc):
+            raise ConfigError(f"{p}.access: {acc!r} must be a combination of r, w and m")
+        out.append(Rule(allow, t, nums[0], nums[1], access_bits(acc)))
     return out
 
 
