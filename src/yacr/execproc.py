@@ -197,8 +197,10 @@ def exec_process(ctx: Context, st: State, proc: Process, *, console_socket: str 
                                      posix.O_RDONLY | posix.O_CLOEXEC)
                     restore.append((own, flag))
                     S.setns(nsfds[kind], flag)
-            ctx.log.debug(f"nsexec container setup: forking the exec'd process into the "
-                          f"cgroups and namespaces of container {st.id} (init pid {init_pid})")
+            if ctx.log.debug_enabled:
+                ctx.log.debug(f"nsexec container setup: forking the exec'd process into the "
+                              f"cgroups and namespaces of container {st.id} (init pid "
+                              f"{init_pid})")
             pid = posix.fork()
             if pid == 0:
                 chan.close()
@@ -322,7 +324,8 @@ def _child(join: _Join, proc: Process, nsfds: dict[str, int], csock: Any,
     path, env, last_step = finish(proc, handler, ctx.log, filt)
     S.prctl(S.PR_SET_PDEATHSIG, 0)
     S.close_range_cloexec(3 + preserve_fds)
-    log.debug(f"setns_init: about to exec {path} (pid {posix.getpid()} in the container)")
+    if log.debug_enabled:
+        log.debug(f"setns_init: about to exec {path} (pid {posix.getpid()} in the container)")
     last_step()
     try:
         handler.run(path, proc.args, env)
