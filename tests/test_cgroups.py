@@ -638,6 +638,49 @@ def test_a_shared_cgroup_is_used_with_a_warning(runtime, bundles, own_cgroup_pat
     assert not (CGROUP / "pids" / own_cgroup_path).exists()
 
 
+def test_delete_removes_a_cgroup_that_existed_before_once_it_is_empty(runtime, bundles,
+                                                                      own_cgroup_path):
+    """As runc: the container's cgroup goes with it even if someone made it beforehand
+    (a failed create leaves such a cgroup alone, see the frozen case above)."""
+    pre = CGROUP / "pids" / own_cgroup_path
+    pre.mkdir()
+    spec = bundles.spec(["sleep", "100"])
+    spec["linux"]["cgroupsPath"] = "/" + own_cgroup_path
+    cid = runtime.new_id()
+    assert runtime("run", "-d", "--bundle", bundles.write(spec), cid).returncode == 0
+    assert str(runtime.state(cid)["pid"]) in (pre / "cgroup.procs").read_text().split()
+    assert runtime("delete", "--force", cid).returncode == 0
+    assert not any((h / own_cgroup_path).exists() for h in CGROUP.iterdir())
+
+
+def test_empty_cpusets_above_the_container_are_filled_from_the_nearest_ancestor(
+        runtime, bundles, own_cgroup_path):
+    """A parent made by someone else (a pod's cgroup, made with mkdir -p) starts with empty
+    cpuset.cpus and cpuset.mems, and no task can join a cpuset under it (ENOSPC). Every
+    empty level, up to the nearest ancestor that has both, is filled from above; a level
+    that has one of them keeps it and hands it down."""
+    root = CGROUP / "cpuset"
+    top = root / own_cgroup_path
+    pod = top / "pod"
+    pod.mkdir(parents=True)
+    assert (top / "cpuset.cpus").read_text().strip() == ""  # the root has no clone_children
+    first_cpu = root.joinpath("cpuset.cpus").read_text().strip().split(",")[0].split("-")[0]
+    (top / "cpuset.cpus").write_text(first_cpu)  # chosen CPUs, memory nodes left empty
+    mems = root.joinpath("cpuset.mems").read_text().strip()
+    spec = bundles.spec(["sleep", "100"])
+    spec["linux"]["cgroupsPath"] = f"/{own_cgroup_path}/pod/ct"
+    cid = runtime.new_id()
+    p = runtime("run", "-d", "--bundle", bundles.write(spec), cid)
+    assert p.returncode == 0, p.stderr
+    pid = runtime.state(cid)["pid"]
+    for level in (top, pod, pod / "ct"):
+        assert (level / "cpuset.cpus").read_text().strip() == first_cpu, level
+        assert (level / "cpuset.mems").read_text().strip() == mems, level
+    assert str(pid) in (pod / "ct" / "cgroup.procs").read_text().split()
+    assert runtime("delete", "--force", cid).returncode == 0
+    assert pod.is_dir() and not (pod / "ct").exists()  # only what yacr made is removed
+
+
 # --- cleanup -------------------------------------------------------------------------------
 
 def test_delete_removes_every_cgroup(runtime, bundles):

@@ -165,7 +165,7 @@ def test_debug_to_log(runtime, bundles, tmp_path, fmt):
         assert all(_TEXT_DEBUG.match(ln) for ln in lines), lines
         msgs = lines
     setup = [m for m in msgs if "nsexec container setup" in m]
-    assert len(setup) == 2 and "forking init" in setup[0] and "exec in container" in setup[1]
+    assert len(setup) == 2 and "forking init" in setup[0] and "exec'd process" in setup[1]
     assert any("deleted" in m for m in msgs)
 
 

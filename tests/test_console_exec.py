@@ -8,6 +8,8 @@ import socket
 import threading
 import time
 
+from conftest import CGROUP
+
 
 class ConsoleReceiver:
     """The caller's side of --console-socket: accepts one connection, keeps the pty master."""
@@ -182,3 +184,85 @@ def test_exec_does_not_leak_runtime_fds(runtime, bundles):
     cid = _running_container(runtime, bundles)
     out = runtime("exec", cid, "ls", "/proc/self/fd").stdout.split()
     assert sorted(int(x) for x in out) == [0, 1, 2, 3]
+
+
+# --- exec's own failures, and its debug lines ----------------------------------------------
+
+def _container_pids(cid: str) -> list[str]:
+    return (CGROUP / "pids" / "yacr" / cid / "cgroup.procs").read_text().split()
+
+
+def test_exec_exits_255_for_its_own_failures(runtime, bundles, tmp_path):
+    """A caller tells exec's own failures (255, as runc) from the process's status, which
+    passes through unchanged; each failure is one line and starts nothing in the
+    container. A pid file that cannot be written after the process started (its path is
+    a directory) takes the process down with the exec."""
+    cid = _running_container(runtime, bundles)
+    assert runtime("exec", cid, "false").returncode == 1
+    assert runtime("exec", cid, "sh", "-c", "exit 42").returncode == 42
+    only_init = _container_pids(cid)
+    for args, msg in (
+            (["--pid-file", str(tmp_path / "no" / "dir" / "pid"), cid, "true"], "--pid-file"),
+            (["-d", "--pid-file", str(tmp_path), cid, "sleep", "100"], "--pid-file"),
+            ([cid, "no-such-binary"], "no-such-binary"),
+            (["no-such-container", "true"], "does not exist"),
+            ([cid], "missing the command"),
+            (["--process", str(tmp_path / "none.json"), cid], "--process"),
+            (["--cgroup", "..", cid, "true"], "is not a sub cgroup path")):
+        p = runtime("exec", *args)
+        assert p.returncode == 255, (args, p.returncode, p.stderr)
+        assert msg in p.stderr and len(p.stderr.splitlines()) == 1, (args, p.stderr)
+        assert _container_pids(cid) == only_init, args
+    runtime("pause", cid, check=True)
+    p = runtime("exec", cid, "true", timeout=20)
+    assert p.returncode == 255 and "paused" in p.stderr, p.stderr
+    runtime("resume", cid, check=True)
+    assert runtime("exec", cid, "true").returncode == 0
+
+
+EXEC_STEPS = ("nsexec container setup", "child process in init()", "setns_init: about to exec")
+
+
+def _steps_in_order(text: str) -> bool:
+    at = [text.find(s) for s in EXEC_STEPS]
+    return -1 not in at and at == sorted(at)
+
+
+def test_exec_debug_lines_on_stderr_or_in_the_log(runtime, bundles, tmp_path):
+    """--debug logs exec's steps under runc's step names (runc's exec.bats greps for them):
+    in the runtime before it forks, in the child as it starts, and in the child right
+    before execve, from inside the container's mount namespace (the log file is held open
+    across the fork); with --log they go there and not to stderr."""
+    cid = _running_container(runtime, bundles)
+    p = runtime("--debug", "exec", cid, "true")
+    assert p.returncode == 0, p.stderr
+    assert "level=debug" in p.stderr and _steps_in_order(p.stderr), p.stderr
+    log = tmp_path / "exec.log"
+    p = runtime("--debug", "exec", cid, "true", log=str(log))
+    assert p.returncode == 0 and "level=debug" not in p.stderr, p.stderr
+    assert _steps_in_order(log.read_text()), log.read_text()
+    jlog = tmp_path / "exec.json"
+    p = runtime("--debug", "exec", cid, "true", log=str(jlog), log_format="json")
+    records = [json.loads(line) for line in jlog.read_text().splitlines()]
+    steps = [r["msg"] for r in records if r["level"] == "debug"]
+    assert _steps_in_order("\n".join(steps)), steps
+    # no debug line without --debug
+    quiet = tmp_path / "quiet.log"
+    p = runtime("exec", cid, "true", log=str(quiet))
+    assert "level=debug" not in p.stderr
+    assert not quiet.exists() or "level=debug" not in quiet.read_text()
+
+
+def test_exec_debug_lines_stay_out_of_the_terminal(runtime, bundles, tmp_path):
+    """With a terminal, the child's stdio becomes the pty before its last debug line: that
+    line still goes to the runtime's stderr, never into the container's terminal."""
+    cid = _running_container(runtime, bundles)
+    rx = ConsoleReceiver(str(tmp_path / "c.sock"))
+    p = runtime("--debug", "exec", "-t", "-d", "--console-socket", rx.path, cid,
+                "sh", "-c", "echo hello from the pty")
+    assert p.returncode == 0, p.stderr
+    out = rx.read_until_eof()
+    rx.close()
+    assert "hello from the pty" in out
+    assert "level=debug" not in out, out
+    assert _steps_in_order(p.stderr), p.stderr

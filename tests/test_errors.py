@@ -295,6 +295,11 @@ def test_device_access_with_a_as_runc_takes_it(runtime, bundles):
     spec["linux"]["devices"] = [{"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11}]
     p = runtime("run", "--bundle", bundles.write(spec), runtime.new_id())
     assert p.returncode == 0 and p.stdout == "null\n", p.stderr
+    # "a" alone grants nothing: the rule is dropped, not written as an empty one
+    spec["linux"]["resources"]["devices"][1] = {"allow": True, "type": "c", "major": 1,
+                                                "minor": 11, "access": "a"}
+    p = runtime("run", "--bundle", bundles.write(spec), runtime.new_id())
+    assert p.returncode == 0 and p.stdout == "null\n", p.stderr
     spec["linux"]["resources"]["devices"][1]["access"] = "rwx"
     cid = runtime.new_id()
     assert_clean_error(runtime("run", "--bundle", bundles.write(spec), cid),

@@ -348,9 +348,6 @@ def _features(ctx: Context, o: dict[str, Any], args: list[str]) -> int:
 def _exec(ctx: Context, o: dict[str, Any], args: list[str]) -> int:
     from yacr import execproc
 
-    ctx.log.debug("nsexec container setup: exec in container %s: a child of yacr joins "
-                  "its namespaces and cgroup, then becomes %s", args[0],
-                  args[1:] or o["process"] or "the --process file")
     return execproc.exec_cli(ctx, o, args)
 
 

@@ -727,7 +727,15 @@ def destroy(ctx: Context, st: State, run_poststop: bool = True, reaped: bool = F
             cgroups.signal_all(own, 9)
     if st.cgroups:
         _stop_unit(st)
-        cgroups.destroy(st.cgroups, st.extra.get("cgroupsMade", []))
+        made = st.extra.get("cgroupsMade", [])
+        cgroups.destroy(st.cgroups, made)
+        # A cgroup that existed before the container goes too once it is empty, as under
+        # runc (a failed create leaves it: it may be someone else's, frozen or shared)
+        for leaf in set(st.cgroups.values()) - set(made):
+            try:
+                posix.rmdir(leaf)
+            except OSError:
+                pass  # still in use, or gone
     _unmount_host_rootfs(st)
     ctx.store.remove(st)
     ctx.log.debug("deleted %s: processes ended, cgroups and state removed", st.id)

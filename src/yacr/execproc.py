@@ -6,6 +6,10 @@ capabilities, no_new_privs, LSM label, rlimits) of the process spec. Without
 --process, that spec starts from the container's own process and the flags
 override it, as runc does. The exec'd process reports a failure over a
 close-on-exec socket; a clean EOF means execve succeeded.
+
+As runc's, `exec` exits 255 when it fails itself (no such container, a paused one, a
+program that is not there, a bad --pid-file, --cgroup...), so that a caller can tell
+those from the exit status of the process, which `exec` returns unchanged otherwise.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 import posix
 
 from yacr import fs, protocol
-from yacr.cgroups import join_self
+from yacr.cgroups import join_exec
 from yacr.errors import StateError, UsageError, YacrError
 from yacr.linux import sys as S
 from yacr.linux.namespaces import PROC_NAMES
@@ -31,7 +35,24 @@ if TYPE_CHECKING:
 _JOIN = ("user", "ipc", "uts", "network", "cgroup", "mount")
 
 
+# runc's status for its own failures in `exec`, distinct from the process's statuses
+EXEC_FAILED = 255
+
+
 def exec_cli(ctx: Context, o: dict[str, Any], args: list[str]) -> int:
+    try:
+        return _exec_cli(ctx, o, args)
+    except YacrError as e:
+        e.exit_code = EXEC_FAILED
+        raise
+    except OSError as e:
+        where = f": {e.filename}" if e.filename else ""
+        err = YacrError(f"exec: {e.strerror or e}{where}")
+        err.exit_code = EXEC_FAILED
+        raise err from None
+
+
+def _exec_cli(ctx: Context, o: dict[str, Any], args: list[str]) -> int:
     cid, cmd = args[0], args[1:]
     st = ctx.store.load(cid, lock=False)
     status = st.status()
@@ -51,9 +72,21 @@ def exec_cli(ctx: Context, o: dict[str, Any], args: list[str]) -> int:
     console_socket = o["console-socket"] or None
     if proc.terminal and console_socket is None and o["detach"]:
         raise UsageError("exec: a terminal with --detach needs --console-socket")
-    return exec_process(ctx, st, proc, console_socket=console_socket,
-                        pid_file=o["pid-file"] or None, detach=o["detach"],
-                        preserve_fds=o["preserve-fds"])
+    pid_file = o["pid-file"] or None
+    if pid_file:
+        # checked before anything runs: the process would be killed again after it started
+        pid_file = fs.abspath(pid_file)
+        if not fs.isdir(fs.dirname(pid_file)):
+            raise YacrError(f"--pid-file {pid_file}: no such directory {fs.dirname(pid_file)}")
+    cgroup_paths, fallback = st.cgroups, True
+    if o["cgroup"]:
+        from yacr.cgroups import subcgroups
+
+        cgroup_paths, every = subcgroups.resolve(st.cgroups, o["cgroup"])
+        fallback = not every
+    return exec_process(ctx, st, proc, console_socket=console_socket, pid_file=pid_file,
+                        detach=o["detach"], preserve_fds=o["preserve-fds"],
+                        cgroup_paths=cgroup_paths, cgroup_fallback=fallback)
 
 
 def container_config(st: State) -> dict[str, Any]:
@@ -115,7 +148,11 @@ def _process_from_flags(st: State, o: dict[str, Any], cmd: list[str]) -> dict[st
 
 def exec_process(ctx: Context, st: State, proc: Process, *, console_socket: str | None = None,
                  pid_file: str | None = None, detach: bool = False,
-                 preserve_fds: int = 0) -> int:
+                 preserve_fds: int = 0, cgroup_paths: dict[str, str] | None = None,
+                 cgroup_fallback: bool = True) -> int:
+    """Run proc in the container; cgroup_paths replaces the container's cgroups (exec
+    --cgroup), and cgroup_fallback lets a cgroup2 join that fails with EBUSY go to init's
+    cgroup instead (see cgroups.join_exec)."""
     from yacr import handlers
     from yacr.container import receive_fds, write_pid_file
     from yacr.init import error_text, finish_process
@@ -149,6 +186,9 @@ def exec_process(ctx: Context, st: State, proc: Process, *, console_socket: str 
             raise StateError("container not running")
         csock = connect_socket(console_socket) if proc.terminal and console_socket else None
         chan, child_chan = protocol.Channel.pair()
+        join = _Join(st.cgroups if cgroup_paths is None else cgroup_paths,
+                     st.pid if cgroup_fallback else 0)
+        ctx.log.hold()  # the child writes its debug lines here from inside the container
         restore: list[tuple[int, int]] = []
         try:
             for kind, flag in (("pid", S.CLONE_NEWPID), ("time", S.CLONE_NEWTIME)):
@@ -157,13 +197,17 @@ def exec_process(ctx: Context, st: State, proc: Process, *, console_socket: str 
                                      posix.O_RDONLY | posix.O_CLOEXEC)
                     restore.append((own, flag))
                     S.setns(nsfds[kind], flag)
+            if ctx.log.debug_enabled:
+                ctx.log.debug(f"nsexec container setup: forking the exec'd process into the "
+                              f"cgroups and namespaces of container {st.id} (init pid "
+                              f"{init_pid})")
             pid = posix.fork()
             if pid == 0:
                 chan.close()
                 for fd, _flag in restore:  # the runtime's own namespaces stay out
                     posix.close(fd)
                 try:
-                    _child(st, proc, nsfds, csock, child_chan, handler, preserve_fds, ctx,
+                    _child(join, proc, nsfds, csock, child_chan, handler, preserve_fds, ctx,
                            finish_process, filt)
                 except BaseException as e:  # noqa: BLE001 - report, never unwind
                     try:
@@ -194,7 +238,12 @@ def exec_process(ctx: Context, st: State, proc: Process, *, console_socket: str 
     finally:
         chan.close()
     if pid_file:
-        write_pid_file(pid_file, pid)
+        try:
+            write_pid_file(pid_file, pid)
+        except YacrError:
+            # the caller cannot know the process: it must not outlive the failed exec
+            _kill_and_reap(pid, pty_master)
+            raise
     if detach:
         return 0
     from yacr.waiter import wait_foreground
@@ -202,7 +251,28 @@ def exec_process(ctx: Context, st: State, proc: Process, *, console_socket: str 
     return wait_foreground(pid, pty_master)
 
 
-def _child(st: State, proc: Process, nsfds: dict[str, int], csock: Any,
+class _Join:
+    """Where the exec'd process goes: cgroup paths, and init's pid for the cgroup2 EBUSY
+    fallback (0: none)."""
+
+    __slots__ = ("paths", "init_pid")
+
+    def __init__(self, paths: dict[str, str], init_pid: int) -> None:
+        self.paths = paths
+        self.init_pid = init_pid
+
+
+def _kill_and_reap(pid: int, pty_master: int) -> None:
+    try:
+        posix.kill(pid, 9)
+        posix.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):
+        pass
+    if pty_master >= 0:
+        posix.close(pty_master)
+
+
+def _child(join: _Join, proc: Process, nsfds: dict[str, int], csock: Any,
            chan: protocol.Channel, handler: Any, preserve_fds: int, ctx: Context,
            finish: Any, filt: Any) -> None:
     from yacr.linux import console
@@ -210,7 +280,17 @@ def _child(st: State, proc: Process, nsfds: dict[str, int], csock: Any,
     S.prctl(S.PR_SET_PDEATHSIG, 9)
     S.close_inherited(3 + preserve_fds)
     S.prctl(S.PR_SET_DUMPABLE, 0)  # as init: not reachable through /proc until execve
-    join_self(st.cgroups)
+    log = ctx.log
+    if log.debug_enabled and log.fd < 0:
+        # No --log: debug lines go to the runtime's stderr, which a terminal replaces
+        # below; a copy (close-on-exec, as posix.dup makes it) keeps it reachable.
+        try:
+            log.fd = posix.dup(2)
+        except OSError:
+            log.debug_enabled = False  # no stderr to write to
+    log.debug("child process in init(): the forked exec child joins the container's "
+              "cgroups and namespaces")
+    join_exec(join.paths, join.init_pid)
     for kind in _JOIN:
         if kind in nsfds:
             S.setns(nsfds[kind], 0)
@@ -245,6 +325,8 @@ def _child(st: State, proc: Process, nsfds: dict[str, int], csock: Any,
     path, env, last_step = finish(proc, handler, ctx.log, filt)
     S.prctl(S.PR_SET_PDEATHSIG, 0)
     S.close_range_cloexec(3 + preserve_fds)
+    if log.debug_enabled:
+        log.debug(f"setns_init: about to exec {path} (pid {posix.getpid()} in the container)")
     last_step()
     try:
         handler.run(path, proc.args, env)

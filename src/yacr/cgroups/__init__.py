@@ -142,6 +142,7 @@ def create(paths: dict[str, str], todo: list[str] | None = None) -> list[str]:
     if todo is None:
         for key, path in paths.items():
             _mkdirs(path, key, made)
+        _fill_cpusets(paths)
         return made
     keys = {path: key for key, path in paths.items()}
     for path in reversed(todo):
@@ -158,7 +159,8 @@ def create(paths: dict[str, str], todo: list[str] | None = None) -> list[str]:
         made.append(path)
         key = keys.get(path) or _key_of(path, paths)
         if "cpuset" in key.split(","):
-            _init_cpuset(path, fs.dirname(path))
+            _clone_children(path)
+    _fill_cpusets(paths)
     return made
 
 
@@ -182,22 +184,60 @@ def _mkdirs(path: str, key: str, made: list[str]) -> None:
         raise YacrError(f"cannot create cgroup {path}: {e.strerror}") from None
     made.append(path)
     if "cpuset" in key.split(","):
-        _init_cpuset(path, parent)
+        _clone_children(path)
 
 
-def _init_cpuset(path: str, parent: str) -> None:
-    """A new v1 cpuset is empty, and tasks cannot join an empty cpuset: inherit the parent's.
-
-    The new cgroup gets cgroup.clone_children, so the kernel does this itself for every
-    cgroup made under it later (containers under yacr's own parent), saving the copies.
-    """
+def _clone_children(path: str) -> None:
+    """Set cgroup.clone_children on a cpuset yacr made: the kernel then copies its
+    cpuset.cpus and cpuset.mems into every cgroup made under it later (the containers under
+    yacr's own parent), so those start usable without a copy of ours."""
     try:
-        if not fs.read_file(fs.join(path, "cpuset.cpus")).strip():
-            for f in ("cpuset.cpus", "cpuset.mems"):
-                fs.write_file(fs.join(path, f), fs.read_file(fs.join(parent, f)).strip())
         fs.write_file(fs.join(path, "cgroup.clone_children"), b"1")
     except OSError as e:
         raise YacrError(f"cannot initialise cpuset {path}: {e.strerror}") from None
+
+
+def _fill_cpusets(paths: dict[str, str]) -> None:
+    for key, path in paths.items():
+        if "cpuset" in key.split(","):
+            fill_cpuset(path)
+
+
+def fill_cpuset(path: str) -> None:
+    """Make a v1 cpuset usable: no task can join a cpuset whose cpuset.cpus or cpuset.mems
+    is empty (ENOSPC), and a new cgroup starts empty unless its parent has clone_children.
+
+    Every empty level, from the highest one down to path, gets the values of the nearest
+    ancestor that has them, as runc does (a parent that was made empty by someone else, a
+    Kubernetes pod's cgroup made with mkdir -p, is filled too). A level that has one of
+    the two keeps it and hands it down. A cpuset's CPUs are a subset of its parent's, so
+    the walk up stops at the first level that has both (usually path itself: two reads).
+    """
+    empty: list[tuple[str, bytes, bytes]] = []
+    d = path
+    try:
+        while True:
+            cpus = fs.read_file(fs.join(d, "cpuset.cpus")).strip()
+            mems = fs.read_file(fs.join(d, "cpuset.mems")).strip()
+            if cpus and mems:
+                break
+            empty.append((d, cpus, mems))
+            parent = fs.dirname(d)
+            if parent == d:
+                raise YacrError(f"cannot initialise cpuset {path}: no ancestor has "
+                                "cpuset.cpus and cpuset.mems")
+            d = parent
+        for d, own_cpus, own_mems in reversed(empty):
+            if own_cpus:
+                cpus = own_cpus
+            else:
+                fs.write_file(fs.join(d, "cpuset.cpus"), cpus)
+            if own_mems:
+                mems = own_mems
+            else:
+                fs.write_file(fs.join(d, "cpuset.mems"), mems)
+    except OSError as e:
+        raise YacrError(f"cannot initialise cpuset {d}: {e.strerror}") from None
 
 
 def join_self(paths: dict[str, str]) -> None:
@@ -218,6 +258,72 @@ def join_self(paths: dict[str, str]) -> None:
                 posix.close(fd)
         except OSError as e:
             raise YacrError(f"cannot join cgroup {path}: {e.strerror}") from None
+
+
+def join_exec(paths: dict[str, str], init_pid: int) -> None:
+    """Move the calling (single-threaded) exec'd process into paths, as join_self does.
+
+    A cgroup2 cgroup that enables a domain controller for its children takes no process
+    itself (EBUSY): that is the container's own cgroup once its init moved to a sub-cgroup
+    and enabled, say, memory there. Then, as runc does, the process joins the cgroup2
+    cgroup init is in, provided it lies inside the container's. yacr does this on the
+    cgroup2 hierarchy of hybrid hosts too (runc only on pure v2 ones). init_pid 0 turns
+    the fallback off: `exec --cgroup PATH` asked for one place and gets that or an error.
+    Runs on the host's /proc and before the container's cgroup namespace is entered.
+    """
+    for key, path in paths.items():
+        v2 = key in ("", "unified")
+        target = fs.join(path, "cgroup.procs" if v2 else "tasks")
+        try:
+            _write_self(target)
+            continue
+        except OSError as e:
+            err = e
+        if v2 and err.errno == 16 and init_pid:  # EBUSY
+            alt = _init_cgroup2_dir(key, path, init_pid)
+            if alt:
+                target = fs.join(alt, "cgroup.procs")
+                try:
+                    _write_self(target)
+                    continue
+                except OSError as e:
+                    err = e
+        hint = " (its cpuset.cpus or cpuset.mems is empty)" if err.errno == 28 else ""
+        raise YacrError(f"cannot join cgroup {path}: error adding pid {_host_pid()} to "
+                        f"cgroups: {target}: {(err.strerror or str(err)).lower()}{hint}"
+                        ) from None
+
+
+def _write_self(target: str) -> None:
+    fd = posix.open(target, posix.O_WRONLY | posix.O_CLOEXEC)
+    try:
+        posix.write(fd, b"0")
+    finally:
+        posix.close(fd)
+
+
+def _init_cgroup2_dir(key: str, container: str, init_pid: int) -> str | None:
+    """The directory of init's cgroup2 cgroup, when it is the container's or below it."""
+    mount = CGROUP_ROOT if key == "" else CGROUP_ROOT + "/unified"
+    try:
+        text = fs.read_file(f"/proc/{init_pid}/cgroup").decode("utf-8", "surrogateescape")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("0::"):
+            d = fs.normpath(mount + "/" + line[3:])
+            if d == container or d.startswith(container.rstrip("/") + "/"):
+                return d
+    return None
+
+
+def _host_pid() -> str:
+    """The caller's pid as the host sees it (the exec'd process is already a member of the
+    container's pid namespace, where getpid() answers another number)."""
+    try:
+        return posix.readlink("/proc/self")
+    except OSError:
+        return str(posix.getpid())
 
 
 def add_pid(paths: dict[str, str], pid: int) -> None:

@@ -109,7 +109,9 @@ def parse_rules(items: Any, path: str) -> list[Rule]:
         # "a" is accepted and grants nothing, as runc does on cgroup v1 ("rwa" is in its tests)
         if not acc or any(ch not in _ACCESS_BITS and ch != "a" for ch in acc):
             raise ConfigError(f"{p}.access: {acc!r} must be a combination of r, w and m")
-        out.append(Rule(allow, t, nums[0], nums[1], access_bits(acc.replace("a", ""))))
+        bits = access_bits(acc.replace("a", ""))
+        if bits:  # "a" alone grants (or denies) nothing: no rule, not an empty one
+            out.append(Rule(allow, t, nums[0], nums[1], bits))
     return out
 
 
