@@ -802,6 +802,10 @@ def run(ctx: Context, cid: str, bundle: str, opts: CreateOptions, detach: bool =
     """create + start, and unless detached, wait for the container and delete it."""
     created = create(ctx, cid, bundle, opts, detach=detach)
     st = created.state
+    if not detach:
+        from yacr.waiter import forward_signals
+
+        forward_signals(created.pid, created.pty_master)
     try:
         _check_startable(st)
         _release(st)

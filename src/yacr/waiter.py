@@ -16,7 +16,10 @@ FORWARDED = (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT, _
              _signal.SIGUSR2, _signal.SIGWINCH, _signal.SIGCONT)
 
 
-def wait_foreground(pid: int, pty_master: int = -1) -> int:
+def forward_signals(pid: int, pty_master: int = -1) -> None:
+    """From now on the signals a foreground caller sends us go to the container's process.
+    `run` calls this before it releases init: a SIGTERM arriving between the release and
+    the wait would otherwise end yacr and leave the container running."""
     def forward(signum: int, _frame: object) -> None:
         if signum == _signal.SIGWINCH and pty_master >= 0:
             _copy_winsize(0, pty_master)
@@ -28,6 +31,10 @@ def wait_foreground(pid: int, pty_master: int = -1) -> int:
 
     for sig in FORWARDED:
         _signal.signal(sig, forward)
+
+
+def wait_foreground(pid: int, pty_master: int = -1) -> int:
+    forward_signals(pid, pty_master)
     if pty_master >= 0:
         _relay(pid, pty_master)
     while True:
