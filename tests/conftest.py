@@ -119,8 +119,10 @@ class Runtime:
         problems = []
         if self.root.exists():
             for name in self.containers_left():
-                subprocess.run([YACR, "--root", str(self.root), "delete", "--force", name],
-                               capture_output=True, timeout=60)
+                # through cmd(): a subclass's way of running yacr (a private mount
+                # namespace with another cgroup layout) is also how its containers go
+                subprocess.run(self.cmd("delete", "--force", name), capture_output=True,
+                               timeout=60)
             left = self.containers_left()
             if left:
                 problems.append(f"state left after delete --force: {left}")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 from pathlib import Path
 
@@ -31,22 +30,9 @@ from test_cgroups import (
     device_spec,
     wait_for,
 )
+from yacr.specgen import unified_host
 
-
-def _pure_v2() -> bool:
-    from yacr.linux import sys as S
-
-    try:
-        fd = os.open("/sys/fs/cgroup", os.O_PATH)
-    except OSError:
-        return False
-    try:
-        return S.fstatfs_type(fd) == 0x63677270  # CGROUP2_SUPER_MAGIC
-    finally:
-        os.close(fd)
-
-
-PURE_V2 = _pure_v2()
+PURE_V2 = unified_host()
 UNIFIED = Path("/sys/fs/cgroup") if PURE_V2 else Path("/sys/fs/cgroup/unified")
 WRAP = 'mount -t cgroup2 cgroup2 /sys/fs/cgroup && exec "$@"'
 
@@ -63,13 +49,6 @@ class V2Runtime(Runtime):
         if PURE_V2:
             return inner
         return ["unshare", "-m", "--propagation", "private", "sh", "-c", WRAP, "sh", *inner]
-
-    def cleanup(self) -> list[str]:
-        if self.root.exists():
-            for name in self.containers_left():
-                subprocess.run(self.cmd("delete", "--force", name), capture_output=True,
-                               timeout=60)
-        return super().cleanup()
 
 
 @pytest.fixture

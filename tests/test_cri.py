@@ -213,22 +213,28 @@ def cg_file(parent: str, cid: str, ctrl: str, name: str) -> str:
     return (CGROUP / ctrl / parent.strip("/") / cid / name).read_text().strip()
 
 
+def pod_config(cri: CRI, name: str, cgroup_parent: str):
+    """A pod on the host's network under cgroup_parent, as the kubelet would ask for it."""
+    pb = cri.pb
+    return pb.PodSandboxConfig(
+        metadata=pb.PodSandboxMetadata(name=name, uid=uuid.uuid4().hex, namespace="default",
+                                       attempt=0),
+        # no hostname: with the host's network the pod has the host's UTS namespace, where
+        # a hostname cannot be set (runc refuses such a spec as yacr does)
+        log_directory=str(cri.base / "logs"),
+        linux=pb.LinuxPodSandboxConfig(
+            cgroup_parent=cgroup_parent,
+            security_context=pb.LinuxSandboxSecurityContext(
+                namespace_options=pb.NamespaceOption(network=pb.NODE))))
+
+
 def test_pod_lifecycle_through_cri(cri):
     pb, rt = cri.pb, cri.rt
     parent = f"/yacr-cri-{uuid.uuid4().hex[:8]}"
     v = rt.Version(pb.VersionRequest(), timeout=10)
     assert v.runtime_name == "containerd" and v.runtime_api_version.startswith("v1")
 
-    sandbox_config = pb.PodSandboxConfig(
-        metadata=pb.PodSandboxMetadata(name="yacr-pod", uid=uuid.uuid4().hex,
-                                       namespace="default", attempt=0),
-        # no hostname: with the host's network the pod has the host's UTS namespace, where
-        # a hostname cannot be set (runc refuses such a spec as yacr does)
-        log_directory=str(cri.base / "logs"),
-        linux=pb.LinuxPodSandboxConfig(
-            cgroup_parent=parent,
-            security_context=pb.LinuxSandboxSecurityContext(
-                namespace_options=pb.NamespaceOption(network=pb.NODE))))
+    sandbox_config = pod_config(cri, "yacr-pod", parent)
     sid = ""
     ctr_id = ""
     try:

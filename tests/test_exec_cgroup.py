@@ -10,7 +10,6 @@ the one controller of this host's cgroup2, is a domain controller: enough to tes
 
 from __future__ import annotations
 
-import subprocess
 import uuid
 from pathlib import Path
 
@@ -209,13 +208,6 @@ class V1Runtime(Runtime):
     def cmd(self, *args: str, log: str | None = None, log_format: str | None = None) -> list[str]:
         inner = super().cmd(*args, log=log, log_format=log_format)
         return in_pure_v1(*inner[1:])
-
-    def cleanup(self) -> list[str]:
-        if self.root.exists():
-            for name in self.containers_left():
-                subprocess.run(self.cmd("delete", "--force", name), capture_output=True,
-                               timeout=60)
-        return super().cleanup()
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import pytest
 from client_util import wait_for
 from test_containerd import IMAGE as CTR_IMAGE
 from test_containerd import containerd, ctr  # noqa: F401 - the fixtures, shared
-from test_cri import CONFIG, CRI, IMAGE, start_cri
+from test_cri import CONFIG, CRI, IMAGE, pod_config, start_cri
 from test_podman import IMAGE as PODMAN_IMAGE
 from test_podman import Podman, podman_session  # noqa: F401
 from test_systemd import show, systemd_host, units_matching
@@ -73,14 +73,7 @@ def test_a_pod_in_a_slice_with_scopes_through_cri(cri_systemd):
     cri = cri_systemd
     pb, rt = cri.pb, cri.rt
     pod_slice = f"yacrtest-pod{uuid.uuid4().hex[:8]}.slice"
-    config = pb.PodSandboxConfig(
-        metadata=pb.PodSandboxMetadata(name="sd-pod", uid=uuid.uuid4().hex,
-                                       namespace="default", attempt=0),
-        log_directory=str(cri.base / "logs"),
-        linux=pb.LinuxPodSandboxConfig(
-            cgroup_parent=pod_slice,
-            security_context=pb.LinuxSandboxSecurityContext(
-                namespace_options=pb.NamespaceOption(network=pb.NODE))))
+    config = pod_config(cri, "sd-pod", pod_slice)
     sid = ctr_id = ""
     try:
         sid = rt.RunPodSandbox(pb.RunPodSandboxRequest(config=config, runtime_handler="yacr"),
