@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from test_cgroups import (
     EXPECTED_ALLOW_ALL,
     EXPECTED_DEVICES,
     MiB,
+    alloc_spec,
+    block_device,
     count,
     counter_spec,
     device_results,
@@ -128,6 +131,8 @@ def test_no_device_rules_still_means_only_the_defaults(v2, bundles):
 
 CASES = [
     # (controller, linux.resources, {file: expected content})
+    ("memory", {"unified": {"memory.high": str(48 * MiB), "memory.min": str(8 * MiB)}},
+     {"memory.high": str(48 * MiB), "memory.min": str(8 * MiB)}),
     ("memory", {"memory": {"limit": 64 * MiB, "swap": 96 * MiB, "reservation": 16 * MiB}},
      {"memory.max": str(64 * MiB), "memory.swap.max": str(32 * MiB),
       "memory.low": str(16 * MiB)}),
@@ -257,3 +262,91 @@ def test_delete_force_kills_a_forking_and_a_paused_container(v2, bundles):
         p = v2("delete", "--force", c)
         assert p.returncode == 0, p.stderr
         assert not v2dir(c).exists()
+
+
+def test_io_throttles_in_io_max(v2, bundles):
+    need("io", "io.max")
+    ma, mi = block_device()
+    spec = bundles.spec(["sleep", "100"])
+    spec["linux"]["resources"]["blockIO"] = {
+        "throttleReadBpsDevice": [{"major": ma, "minor": mi, "rate": 10 * MiB}],
+        "throttleWriteIOPSDevice": [{"major": ma, "minor": mi, "rate": 200}]}
+    cid = run_detached(v2, bundles, spec)
+    assert (v2dir(cid) / "io.max").read_text().split() == [
+        f"{ma}:{mi}", f"rbps={10 * MiB}", "wbps=max", "riops=max", "wiops=200"]
+
+
+def test_an_oom_kill_is_an_event(v2, bundles, tmp_path):
+    """memory.events counts the OOM kills; `events` turns a new one into runc's oom event."""
+    need("memory", "memory.events")
+    cid = v2.new_id()
+    spec = alloc_spec(bundles, tmp_path, 200, limit=64 * MiB, hold=False)
+    assert v2("run", "-d", "--bundle", bundles.write(spec), cid).returncode == 0
+    v2.state(cid)
+    out = tmp_path / "events.out"
+    with open(out, "wb") as f:
+        ev = subprocess.Popen(v2.cmd("events", "--interval", "200ms", cid), stdout=f,
+                              stderr=subprocess.STDOUT)
+    try:
+        assert wait_for(lambda: out.read_text().count('"stats"') >= 1, 60), out.read_text()
+        (tmp_path / "out" / "go").touch()
+        assert wait_for(lambda: '"type":"oom"' in out.read_text(), 60), out.read_text()
+        v2("kill", cid, "KILL")
+        ev.wait(30)
+    finally:
+        if ev.poll() is None:
+            ev.kill()
+            ev.wait()
+    assert "oom_kill 1" in (v2dir(cid) / "memory.events").read_text() or not v2dir(cid).exists()
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert {"type": "oom", "id": cid} in lines
+
+
+CGNS_C = r"""
+#define _GNU_SOURCE
+#include <sched.h>
+#include <stdio.h>
+#include <unistd.h>
+/* cgns: print the cgroup2 line of /proc/self/cgroup, enter a new cgroup namespace, print
+ * it again */
+static void show(void) {
+    char buf[256];
+    FILE *f = fopen("/proc/self/cgroup", "r");
+    while (f && fgets(buf, sizeof buf, f))
+        if (buf[0] == '0' && buf[1] == ':') fputs(buf, stdout);
+    if (f) fclose(f);
+}
+int main(void) {
+    show();
+    if (unshare(CLONE_NEWCGROUP) != 0) { perror("unshare"); return 1; }
+    show();
+    return 0;
+}
+"""
+
+
+def test_nested_cgroup_namespaces(v2, bundles, tmp_path):
+    """A container with its own cgroup namespace makes a sub-cgroup, moves into it and
+    makes a cgroup namespace of its own there (what systemd or a runtime inside a
+    container does): each namespace is rooted where it was made."""
+    import shutil
+
+    cc = shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler for the cgroup namespace helper")
+    (tmp_path / "cgns.c").write_text(CGNS_C)
+    subprocess.run([cc, "-O1", "-static", "-o", str(tmp_path / "cgns"),
+                    str(tmp_path / "cgns.c")], check=True, capture_output=True, timeout=120)
+    spec = bundles.spec(["sh", "-c", "mkdir /sys/fs/cgroup/inner && "
+                                     "echo $$ > /sys/fs/cgroup/inner/cgroup.procs && "
+                                     "exec /helper/cgns"])
+    spec["mounts"] = [dict(m, options=[o for o in m.get("options", []) if o != "ro"])
+                      if m["destination"] == "/sys/fs/cgroup" else m for m in spec["mounts"]]
+    spec["mounts"].append({"destination": "/helper", "type": "bind", "source": str(tmp_path),
+                           "options": ["rbind", "ro"]})
+    for caps in spec["process"]["capabilities"].values():
+        caps.append("CAP_SYS_ADMIN")  # unshare(CLONE_NEWCGROUP) needs it
+    spec["linux"].pop("seccomp", None)
+    p = v2("run", "--bundle", bundles.write(spec), v2.new_id())
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["0::/inner", "0::/"]
