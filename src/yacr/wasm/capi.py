@@ -156,6 +156,7 @@ class Lib:
         self.parallel = f("wasmtime_config_parallel_compilation_set", none)
         self.reservation = f("wasmtime_config_memory_reservation_set", none)
         self.init_cow = f("wasmtime_config_memory_init_cow_set", none)
+        self.unwind = f("wasmtime_config_native_unwind_info_set", none)
         self.guard = f("wasmtime_config_memory_guard_size_set", none)
         self.growth = f("wasmtime_config_memory_reservation_for_growth_set", none)
         self.module_new = f("wasmtime_module_new", p)
@@ -210,8 +211,9 @@ class Engine:
                 L.flag_set(_ptr(cfg), k[10:].encode(), v.encode())
             elif k == "opt_level":
                 L.opt_level(_ptr(cfg), _u8(int(v)))
-            elif k == "memory_init_cow":
-                L.init_cow(_ptr(cfg), _bool(v == "true"))
+            elif k in ("memory_init_cow", "native_unwind_info"):
+                (L.init_cow if k == "memory_init_cow" else L.unwind)(_ptr(cfg),
+                                                                     _bool(v == "true"))
             elif k in ("memory_reservation", "memory_guard_size",
                        "memory_reservation_for_growth"):
                 setter = {"memory_reservation": L.reservation, "memory_guard_size": L.guard,
