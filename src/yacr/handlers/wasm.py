@@ -33,7 +33,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import NoReturn
 
-    from yacr.linux.seccomp import Program
     from yacr.log import Log
     from yacr.spec import Spec
     from yacr.wasm.cache import Result
@@ -147,7 +146,7 @@ class Wasm(Handler):
         self.guest_path = ""
         self.args: list[str] = []
         self.memory: int | None = None
-        self.filter: Program | None = None
+        self.filter: bytes | None = None
         self.module: Result | None = None
         self.settings: Settings | None = None
         self.host: HostFiles | None = None
@@ -177,7 +176,6 @@ class Wasm(Handler):
             raise YacrError(f"process.args[0]: {proc.args[0]} is not a WebAssembly module "
                             f"(no \\0asm magic), but annotations.{self.key} asks for wasm")
         # everything init will need after pivot_root is imported now
-        from yacr.linux import seccomp  # noqa: F401
         from yacr.wasm import engine, has_start_section, host
         from yacr.wasm.cache import Cache
 
@@ -270,7 +268,7 @@ class Wasm(Handler):
         if self.memory is not None:
             h.add(H.MEMORY_LIMIT, self.memory.to_bytes(8, "little"))
         if self.filter is not None:
-            h.add(H.SECCOMP, self.filter.bpf)
+            h.add(H.SECCOMP, self.filter)
         for sig in STOP_SIGNALS:
             h.u32(H.STOP_SIGNAL, sig)
         for fd in self.views.values():

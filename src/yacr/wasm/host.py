@@ -184,8 +184,6 @@ def exec_host(files: HostFiles, views: dict[str, int], lib_dirs: list[str], hand
     """Replace init with the host: the dynamic loader, through its read-only view, loads the
     host and its libraries from the views only. Every fd the host gets was listed in the
     handoff (its own fd is its argument)."""
-    from yacr.linux.seccomp import Program
-
     for fd in (handoff_fd, *views.values()):
         posix.set_inheritable(fd, True)
     libpath = ":".join(f"/proc/self/fd/{views[d]}" for d in lib_dirs)
@@ -195,6 +193,9 @@ def exec_host(files: HostFiles, views: dict[str, int], lib_dirs: list[str], hand
                         dir_fd=views[files.loader_dir])
     # no_new_privs: the loader filter needs it (or CAP_SYS_ADMIN), and the allowlist too
     S.prctl(S.PR_SET_NO_NEW_PRIVS, 1)
-    Program(loader_filter(), 0, what="wasm host loader filter").load()
+    try:
+        S.seccomp_set_filter(0, loader_filter())
+    except OSError as e:
+        raise YacrError(f"wasm host: cannot load the loader's filter: {e.strerror}") from None
     posix.execve(loader, argv, env)
     raise AssertionError("execve returned")
