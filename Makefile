@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml
 
 setup: deps $(STAMP)
 	@./scripts/write-launcher.sh $(VENV) src
+	@./scripts/write-wasmhost.sh $(VENV)
 	@$(VENV)/bin/python3 -m compileall -q src >/dev/null
 
 demo: setup
@@ -52,6 +53,7 @@ fuzz: setup
 		|| echo "atheris did not install: hypothesis only"
 	@# pip just rewrote .venv/bin/yacr as its console script: the compiled launcher back
 	@./scripts/write-launcher.sh $(VENV) src
+	@./scripts/write-wasmhost.sh $(VENV)
 	YACR_FUZZ_SECONDS=$(FUZZ_SECONDS) $(VENV)/bin/python3 -m pytest -q -s tests/test_fuzz.py
 	@if $(VENV)/bin/python3 -c 'import atheris' 2>/dev/null; then \
 		cd $(BUILD) && ../$(VENV)/bin/python3 ../tests/fuzz_atheris.py \

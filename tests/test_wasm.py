@@ -292,6 +292,10 @@ def test_module_is_the_container_process(runtime, wb, tmp_path):
     assert fields["NoNewPrivs"].strip() == "1"
     assert int(fields["CapEff"], 16) != (1 << 41) - 1  # the spec's capabilities, not all
     assert fields["Seccomp"].strip() == "2"
+    # the module runs in yacr's native host, not in a fork of the Python runtime
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    assert "_libwasmtime.so" in maps and "libpython" not in maps and "python3" not in maps
+    assert fields["Name"].strip() == "probe.wasm"
     assert "Max open files            321" in Path(f"/proc/{pid}/limits").read_text()
     for ns in ("pid", "mnt", "uts", "ipc", "net"):
         assert os.readlink(f"/proc/{pid}/ns/{ns}") != os.readlink(f"/proc/self/ns/{ns}")
@@ -462,7 +466,9 @@ def test_cache_miss_hit_and_corrupt_entry(runtime, wb, cache):
     assert p.returncode == 0 and _cache_status(p) == "miss", p.stderr
     assert oct(cache.stat().st_mode & 0o777) == "0o700"
     entries = list(cache.glob("*.cwasm"))
-    assert len(entries) == 1 and entries[0].stat().st_mode & 0o777 == 0o600
+    # readable by all, so that a host running as the container's user can map the file it
+    # is handed; the directory keeps everyone else out
+    assert len(entries) == 1 and entries[0].stat().st_mode & 0o777 == 0o644
     p = runtime("--debug", "run", "--bundle", b, runtime.new_id())
     assert p.returncode == 0 and _cache_status(p) == "hit", p.stderr
     # flip one byte of the compiled code: detected, recompiled, replaced
@@ -523,6 +529,17 @@ def test_only_root_uses_the_cache(cache, modules, tmp_path):
     os.chown(cache, 65534, 65534)
     r = Cache(capi.Engine(), str(cache)).load(Path(modules["hello"]).read_bytes())
     assert r.status == "uncached" and "owner 65534" in r.detail
+    assert os.listdir(cache) == []
+
+
+def test_uncached_module_is_handed_over_sealed(runtime, wb, cache):
+    """A cache the runtime cannot trust is not used: the module is compiled for this
+    container alone and handed to the host as a sealed memfd (a start function too)."""
+    cache.mkdir(mode=0o700)
+    os.chmod(cache, 0o777)
+    p = runtime("--debug", "run", "--bundle", wb(["/start.wasm"]), runtime.new_id())
+    assert (p.returncode, p.stdout) == (7, "start function ran\n"), p.stderr
+    assert _cache_status(p).rstrip(":") == "uncached" and "writable by others" in p.stderr
     assert os.listdir(cache) == []
 
 

@@ -204,6 +204,8 @@ def _setup(cfg: InitConfig) -> None:
         run_hooks("createContainer", spec.hooks["createContainer"],
                   _state(cfg, "created", posix.getpid()))
 
+    if proc is not None:
+        cfg.handler.before_pivot()
     root.pivot(cfg.opts.no_pivot, spec.linux.rootfs_propagation)
     posix.umask(0o022)
 

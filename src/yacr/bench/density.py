@@ -66,6 +66,7 @@ def ramp(ctx: Context, rt: Runtime, bundle: str, points: tuple[int, ...]) -> dic
                         "n": n, "boot_s": total / 1000,
                         "pss_mib": sum(p.get("pss_kib", 0) for p in procs) / 1024,
                         "rss_mib": sum(p.get("rss_kib", 0) for p in procs) / 1024,
+                        "private_mib": sum(p.get("private_kib", 0) for p in procs) / 1024,
                         "processes": len(procs),
                         "used_mib": (measure.used_kib() - before) / 1024})
         t0 = time.perf_counter()
@@ -78,6 +79,24 @@ def ramp(ctx: Context, rt: Runtime, bundle: str, points: tuple[int, ...]) -> dic
     time.sleep(1)
     out["used_after_teardown_mib"] = (measure.used_kib() - before) / 1024
     return out
+
+
+def _wasm_ratios(ramps: dict[str, Any], res: Result) -> None:
+    """The Wasm containers against yacr's busybox containers at each N, system-wide and per
+    container (PSS, and own memory): the Wasm issue's figures."""
+    w, b = ramps.get("yacr-wasm"), ramps.get("yacr")
+    if not w or not b:
+        return
+    bn = {p["n"]: p for p in b["points"]}
+    for p in w["points"]:
+        q = bn.get(p["n"])
+        if q is None:
+            continue
+        for key, series in (("used_mib", "system-wide"), ("pss_mib", "PSS"),
+                            ("private_mib", "own memory")):
+            if q.get(key):
+                res.add("yacr-wasm / yacr busybox, sleeping containers", series, "x",
+                        [p.get(key, 0) / q[key]], p["n"], ratios=False)
 
 
 def plot(data: dict[str, Any], out: str) -> list[str]:
@@ -116,6 +135,11 @@ def run(ctx: Context) -> Result:
         for p in r["points"]:
             res.add("system memory used by N sleeping containers", name, "MiB",
                     [p["used_mib"]], p["n"], note="kernel included; noisy")
+    for name, r in ramps.items():
+        for p in r["points"]:
+            res.add("own memory per sleeping container (Private_Clean+Private_Dirty)", name,
+                    "MiB", [p.get("private_mib", 0) / p["n"]], p["n"])
+    _wasm_ratios(ramps, res)
     drift = ", ".join(f"{name} {r['used_after_teardown_mib']:+.0f} MiB"
                       for name, r in ramps.items())
     res.notes.append(f"system memory used, after each ramp was deleted (noise): {drift}")

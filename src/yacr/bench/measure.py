@@ -250,6 +250,8 @@ def attributed(ctx: Context, rt: Runtime) -> list[dict[str, Any]]:
             k, _, v = line.partition(":")
             if k in ("Rss", "Pss"):
                 mem[k.lower() + "_kib"] = int(v.split()[0])
+            elif k in ("Private_Clean", "Private_Dirty"):  # a process's own pages
+                mem["private_kib"] = mem.get("private_kib", 0) + int(v.split()[0])
         if not mem:  # a zombie, or gone since listdir
             continue
         found.append({"pid": int(d), "cmd": cmd.strip()[:120], "cid": _cid(cg, cmd, prefix),

@@ -12,7 +12,9 @@ What the harness gets from this module (through `yacr.bench.registry`, when pres
   compute loop, reported per program as yacr-wasm/native and as a geomean.
 
 Without the harness (or to reproduce docs/WASM.md's figures by hand) the same
-functions run standalone: `python -m yacr.bench.wasm boot|shootout [--runs N]`.
+functions run standalone: `python -m yacr.bench.wasm boot|shootout|charged [--runs N]`
+(charged: the memory each of N sleeping containers is charged in its own cgroup,
+busybox against wasm, the figure a shared machine's noise does not reach).
 
 The wasm bundles carry no linux.seccomp profile: the engine's own allowlist
 (yacr.wasm.allowlist, 39 syscalls) confines the container instead of the
@@ -280,6 +282,53 @@ def _crun_wrapper(work: str) -> list[str]:
         return []
 
 
+# --- memory charged per container ------------------------------------------------------
+
+def charged(yacr: str, work: str, k: int = 100, say: Any = print) -> dict[str, Any]:
+    """k sleeping containers of each kind (busybox `sleep`, probe.wasm sleep), then the
+    memory charged to each one's own memory cgroup (v1 memory.usage_in_bytes: its pages and
+    the kernel objects made for it: page tables, namespaces, mounts, tasks). Medians per
+    container. Unlike the system-wide figure, other work on a shared machine does not leak
+    into it; what it leaves out is what is charged elsewhere (the cgroups themselves)."""
+    from yacr.bundle import build_rootfs, busybox_spec, write_config
+
+    mods = build_modules(work)
+    kinds = {"busybox sleep": None, "yacr-wasm sleep": None}
+    spec = busybox_spec(build_rootfs(os.path.join(work, "rootfs")), ["sleep", "1000000"])
+    kinds["busybox sleep"] = os.path.join(work, "bundles", "charged-busybox")
+    write_config(kinds["busybox sleep"], spec)
+    kinds["yacr-wasm sleep"] = wasm_bundle_at(os.path.join(work, "bundles", "charged-wasm"),
+                                              wasm_rootfs(work, mods), WASM_ARGS["sleep"])
+    subprocess.run([yacr, "wasm", "compile", mods["probe"]], check=True, capture_output=True)
+    out: dict[str, Any] = {}
+    for name, bundle in kinds.items():
+        root = os.path.join(work, "state", "charged")
+        ids = [f"charged-{uuid.uuid4().hex[:8]}" for _ in range(k)]
+        try:
+            for c in ids:
+                subprocess.run([yacr, "--root", root, "run", "-d", "--bundle", bundle, c],
+                               check=True, stdout=subprocess.DEVNULL)
+            time.sleep(1)
+            use, kmem = [], []
+            for c in ids:
+                d = f"/sys/fs/cgroup/memory/yacr/{c}"
+                with open(f"{d}/memory.usage_in_bytes") as f:
+                    use.append(int(f.read()) / 1024)
+                with open(f"{d}/memory.kmem.usage_in_bytes") as f:
+                    kmem.append(int(f.read()) / 1024)
+        finally:
+            for c in ids:
+                subprocess.run([yacr, "--root", root, "delete", "--force", c],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        out[name] = {"charged_kib": statistics.median(use), "kernel_kib": statistics.median(kmem)}
+        say(f"  {name:<16} charged {out[name]['charged_kib']:7.0f} KiB per container "
+            f"(kernel {out[name]['kernel_kib']:.0f} KiB), median of {k}")
+    r = out["yacr-wasm sleep"]["charged_kib"] / out["busybox sleep"]["charged_kib"]
+    out["ratio"] = r
+    say(f"  yacr-wasm / busybox, charged per container: {r:.2f}x")
+    return out
+
+
 # --- registration with the harness -------------------------------------------------------
 
 def _register() -> None:
@@ -325,7 +374,7 @@ def main(argv: list[str]) -> int:
     import argparse
 
     ap = argparse.ArgumentParser(prog="python -m yacr.bench.wasm")
-    ap.add_argument("what", choices=("boot", "shootout"))
+    ap.add_argument("what", choices=("boot", "shootout", "charged"))
     ap.add_argument("--runs", type=int, default=0)
     ap.add_argument("--yacr", default=os.path.join(os.path.dirname(sys.executable), "yacr"))
     ap.add_argument("--work", default="build/bench-wasm")
@@ -335,6 +384,8 @@ def main(argv: list[str]) -> int:
     os.makedirs(work, exist_ok=True)
     if a.what == "boot":
         res = boot_compare(a.yacr, work, a.runs or 50)
+    elif a.what == "charged":
+        res = charged(a.yacr, work, a.runs or 100)
     else:
         res = run_shootout([a.yacr, "--root", os.path.join(work, "state", "shootout")],
                            work, a.runs or 3)

@@ -27,6 +27,9 @@ class Handler:
     def prepare(self, spec: Spec, log: Log | None = None) -> None:
         """In the runtime, before init is forked: load or compile whatever is needed."""
 
+    def before_pivot(self) -> None:
+        """In init, before pivot_root: the last moment the host's files are in reach."""
+
     def resolve(self, arg0: str, env: dict[str, str], cwd: str) -> str:
         """Inside the container, before waiting for start: the path that `run` will use."""
         raise NotImplementedError

@@ -1,49 +1,56 @@
 """The wasm handler: a WASI module runs as the container's process, inside the container.
 
-The module replaces init exactly where a native program would be exec'd, so it
-runs in the container's namespaces, cgroup, rlimits, capabilities and
-no_new_privs, after its hooks, and with init's pid. What costs time is done
-as early as possible:
+init prepares the container exactly as for a native one, and where a native init would
+exec the container's program, it execs yacr's native host (yacr.wasm.host), which runs
+the module. So the module runs in the container's namespaces, cgroup, rlimits,
+capabilities and no_new_privs, after its hooks, and with init's pid; and a running wasm
+container holds a small C process, not a fork of the Python runtime. What costs time is
+done as early as possible, and everything is decided here, in Python:
 
-- `prepare` (in the runtime, before init is forked): load wasmtime's library,
-  read the module from the rootfs, and compile it or deserialize it from the
-  AOT cache; build the seccomp allowlist. After the fork init has all of it in
-  memory, so nothing needs the host's files after pivot_root.
-- `resolve` (in init, after pivot_root, before `start`): the WASI context
-  (args, env, the container root preopened as `/`, inherited stdio), the store
-  with its memory limit, and the linked module, ready to instantiate.
-- `run` (after `start`): a thread that turns TERM/INT/HUP/QUIT/USR1/USR2 into an
-  exit, the allowlist, then instantiate and `_start`; the exit status is the
-  module's.
+- `prepare` (in the runtime, before init is forked): read the module from the rootfs,
+  find the compiled code in the AOT cache (verifying it, then keeping a read-only view
+  of that file) or compile it, find the host, and get the seccomp allowlist;
+- `before_pivot` (in init, while the host's files are still in reach): read-only
+  views of the directories the host is loaded from;
+- `resolve` (in init, after pivot_root, before `start`): the handoff (args, env, the
+  root preopened as `/`, the module, the engine's settings, the memory limit, the
+  allowlist, the stop signals) in a sealed memfd;
+- `run` (after `start`): exec the host with it.
 """
 
 from __future__ import annotations
 
 import _signal
-import _thread
 import posix
 
 from yacr import fs
 from yacr.errors import YacrError
 from yacr.handlers import HANDLER_ANNOTATION, VARIANT_ANNOTATION, Handler
 from yacr.handlers.native import Native
-from yacr.linux import sys as S
 from yacr.wasm import WASM_MAGIC, is_module
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import NoReturn
 
-    from yacr.linux.seccomp import Program
     from yacr.log import Log
     from yacr.spec import Spec
-    from yacr.wasm.capi import Linked, Prepared
+    from yacr.wasm.cache import Result
+    from yacr.wasm.engine import Settings
+    from yacr.wasm.host import HostFiles
 
 SECCOMP_ANNOTATION = "io.github.yacr.wasm.seccomp"
 SANDBOX_ANNOTATION = "io.kubernetes.cri.container-type"
 # Linear memory is bounded this far below the cgroup's memory limit, which must also hold
-# init itself (the interpreter and the engine: ~18-24 MB resident here).
+# the host itself (the engine's library and the compiled code, when their pages are
+# charged to this container: ~11 MB resident) and whatever `exec` runs in it.
 RUNTIME_HEADROOM = 24 << 20
+TRAP_EXIT = 134  # what wasmtime's own CLI returns for a trap (128 + SIGABRT)
+# The host's own environment (not the module's: that is process.env, in the handoff).
+# The engine's WASI layer makes a tokio runtime on the first call: one worker is enough for
+# a single-threaded guest, and a fixed count spares the CPU-count probe (cgroup and sysfs
+# reads, which the allowlist refuses).
+HOST_ENV = {"TOKIO_WORKER_THREADS": "1"}
 STOP_SIGNALS = (_signal.SIGTERM, _signal.SIGINT, _signal.SIGHUP, _signal.SIGQUIT,
                 _signal.SIGUSR1, _signal.SIGUSR2)
 _DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -136,24 +143,23 @@ class Wasm(Handler):
 
     def __init__(self, key: str = HANDLER_ANNOTATION) -> None:
         self.key = key
-        self.linked: Linked | None = None
         self.guest_path = ""
         self.args: list[str] = []
         self.memory: int | None = None
-        self.filter: Program | None = None
-        self.prepared: Prepared | None = None
-        self.cache_status = ""
+        self.filter: bytes | None = None
+        self.module: Result | None = None
+        self.settings: Settings | None = None
+        self.host: HostFiles | None = None
+        self.lib_dirs: list[str] = []
+        self.views: dict[str, int] = {}
+        self.module_fd = -1
+        self.handoff_fd = -1
         self.early = False
-        self.error = ""
-        self._done: Any = None
 
     def prepare(self, spec: Spec, log: Log | None = None) -> None:
-        """Check what can fail cheaply now (the module, the engine's presence), then load
-        the engine, the compiled module and the allowlist in a thread while `create` goes
-        on (the library loads and the module deserializes without the GIL); the thread is
-        joined before init is forked (an at-fork hook), and resolve() reports its errors."""
-        from yacr.wasm import capi
-
+        """Everything that can fail, checked now, in the runtime: the module, the engine's
+        presence, the host, the compiled code (from the cache, verified, or compiled now)
+        and the allowlist. Errors are one line, and nothing of the container exists yet."""
         proc = spec.process
         if proc is None:
             return
@@ -169,13 +175,18 @@ class Wasm(Handler):
         if wasm[:4] != WASM_MAGIC:
             raise YacrError(f"process.args[0]: {proc.args[0]} is not a WebAssembly module "
                             f"(no \\0asm magic), but annotations.{self.key} asks for wasm")
+        # everything init will need after pivot_root is imported now
+        from yacr.wasm import engine, has_start_section, host
+        from yacr.wasm.cache import Cache
+
         try:
-            lib_path = capi.find_library()
-        except capi.EngineError as e:
+            lib_path = engine.find_library()
+            self.host = host.find()
+        except YacrError as e:
             raise YacrError(f"annotations.{self.key}: {e}") from None
         self.args = list(proc.args)
         self.memory = memory_bound(spec)
-        self.early = not capi.has_start_section(wasm)
+        self.early = not has_start_section(wasm)
         small = any(r.type == "RLIMIT_AS" for r in proc.rlimits)
         want_filter = spec.annotations.get(SECCOMP_ANNOTATION, "on") != "off"
         if not want_filter and log is not None:
@@ -186,99 +197,95 @@ class Wasm(Handler):
             # "/" (it reads no PWD), so relative paths would silently miss process.cwd.
             log.warn(f"process.cwd={proc.cwd}: a wasm module starts in / (WASI has no "
                      "working directory); its relative paths resolve from the root")
-        # imported here, not in the thread: an import holds the GIL, the loading does not
-        from yacr.wasm import allowlist, cache  # noqa: F401
-
-        self._done = _thread.allocate_lock()
-        self._done.acquire()
-        posix.register_at_fork(before=self.wait)
-        _thread.start_new_thread(self._load, (wasm, lib_path, small, want_filter,
-                                              f"process.args[0] {proc.args[0]}", log))
-        posix.sched_yield()  # releases the GIL: the thread starts dlopen now, not in 5 ms
-
-    def _load(self, wasm: bytes, lib_path: str, small: bool, want_filter: bool, what: str,
-              log: Log | None) -> None:
-        from yacr.wasm import capi
-        from yacr.wasm.cache import Cache
-
+        cache = Cache(engine.Settings(small_reservation=small), log=log, lib_path=lib_path)
         try:
-            engine = capi.Engine(capi.Settings(small_reservation=small), capi.load(lib_path))
-            cache = Cache(engine, log=log)
-            res = cache.load(wasm, what)
-            self.cache_status = res.status
-            if log is not None:
-                log.debug(f"wasm module {self.guest_path}: cache {res.status}"
-                          + (f" ({res.path})" if res.path else "")
-                          + (f": {res.detail}" if res.detail else ""))
-            self.linked = capi.Linked(res.module)
-            if want_filter:
-                from yacr.wasm.allowlist import program
+            res = cache.load(wasm, f"process.args[0] {proc.args[0]}")
+        except engine.EngineError as e:
+            raise YacrError(str(e) if str(e).startswith("process.args[0]") else
+                            f"annotations.{self.key}: {e}") from None
+        self.module = res
+        self.settings = cache.settings
+        if res.path is None:
+            self.module_fd = res.fd  # a sealed memfd: nothing can change it
+        else:
+            # The cache entry itself (the runtime is root: only root uses the cache),
+            # through a read-only view of the very file verified, made here because a
+            # file can be cloned only from the mount namespace it was opened in.
+            try:
+                self.module_fd = host.readonly_view(fd=res.fd)
+            except OSError as e:
+                raise YacrError(f"wasm host: cannot make a read-only view of {res.path}: "
+                                f"{e.strerror}") from None
+            res.close()
+        if log is not None:
+            log.debug(f"wasm module {self.guest_path}: cache {res.status}"
+                      + (f" ({res.path})" if res.path else "")
+                      + (f": {res.detail}" if res.detail else ""))
+        # the host loads the C library's directories first, then wasmtime's
+        self.lib_dirs = list(dict.fromkeys(self.host.lib_dirs + [fs.dirname(lib_path)]))
+        if want_filter:
+            from yacr.wasm.allowlist import program
 
-                self.filter = program(cache, log, instantiate=not self.early)
-        except capi.EngineError as e:
-            self.error = f"annotations.{self.key}: {e}"
-        except YacrError as e:
-            self.error = str(e)
-        except BaseException as e:  # noqa: BLE001 - reported by resolve(), in init
-            self.error = f"wasm: {type(e).__name__}: {e}"
-        finally:
-            self._done.release()
+            self.filter = program(cache, log, instantiate=not self.early)
 
-    def wait(self) -> None:
-        """Until the loading thread is done (also the at-fork hook: no thread may be
-        running when the runtime forks)."""
-        if self._done is not None:
-            self._done.acquire()
-            self._done.release()
+    def before_pivot(self) -> None:
+        """In init, while the host's files are reachable: a read-only view of each
+        directory the host is loaded from (made here, in the container's mount namespace,
+        so that a rootless container can make them too)."""
+        from yacr.wasm.host import readonly_view
 
+        files, res = self.host, self.module
+        if files is None or res is None:
+            return
+        for d in dict.fromkeys([files.dir, files.loader_dir, *self.lib_dirs]):
+            try:
+                self.views[d] = readonly_view(d)
+            except OSError as e:
+                raise YacrError(f"wasm host: cannot make a read-only view of {d}: "
+                                f"{e.strerror}") from None
     def resolve(self, arg0: str, env: dict[str, str], cwd: str) -> str:
-        from yacr.wasm.capi import EngineError, Prepared
+        from yacr.wasm import host as H
 
-        self.wait()
-        if self.error:
-            raise YacrError(self.error)
-        if self.linked is None:
-            raise YacrError(f"annotations.{self.key}: the module was not loaded")
-        argv = [self.guest_path] + self.args[1:]
+        res = self.module
+        if res is None or self.settings is None or self.module_fd < 0:
+            raise YacrError(f"annotations.{self.key}: the module was not prepared")
+        probe = f"/proc/self/fd/{self.module_fd}"
         try:
-            self.prepared = Prepared(self.linked, argv, env, [("/", "/")], self.memory)
-        except EngineError as e:
-            raise YacrError(f"process.args[0] {arg0}: {e}") from None
-        if self.early and self.prepared.instantiate() is not None:
-            raise YacrError(f"process.args[0] {arg0}: the module cannot be instantiated")
+            posix.stat(probe)
+        except OSError:
+            raise YacrError(f"annotations.{self.key}: the wasm host needs /proc in the "
+                            "container (add a proc mount at /proc to mounts)") from None
+        h = H.Handoff()
+        h.text(H.ARG, self.guest_path, "process.args[0]")
+        for i, a in enumerate(self.args[1:], 1):
+            h.text(H.ARG, a, f"process.args[{i}]")
+        for k, v in env.items():
+            h.text(H.ENV, f"{k}={v}", "process.env")
+        h.pair(H.PREOPEN, "/", "/")
+        h.module(res, self.module_fd)
+        for k, v in self.settings.config():
+            h.pair(H.CONFIG, k, v)
+        if self.memory is not None:
+            h.add(H.MEMORY_LIMIT, self.memory.to_bytes(8, "little"))
+        if self.filter is not None:
+            h.add(H.SECCOMP, self.filter)
+        for sig in STOP_SIGNALS:
+            h.u32(H.STOP_SIGNAL, sig)
+        for fd in self.views.values():
+            h.u32(H.CLOSE_FD, fd)
+        if self.early:
+            h.add(H.EARLY)
+        h.u32(H.TRAP_EXIT, TRAP_EXIT)
+        self.handoff_fd = H.sealed(h.bytes())
         return self.guest_path
 
-    def run(self, path: str, args: list[str], env: dict[str, str]) -> None:
-        prepared = self.prepared
-        if prepared is None:
+    def run(self, path: str, args: list[str], env: dict[str, str]) -> NoReturn:
+        from yacr.wasm.host import exec_host
+
+        if self.host is None or self.handoff_fd < 0:
             raise YacrError("wasm: the module was not prepared")
-        # Python handlers never run while wasm code runs, and pid 1 ignores signals it has
-        # no handler for: block them here and let a thread wait for them and exit.
-        sigs = set(STOP_SIGNALS)
-        # The engine's WASI layer makes a tokio runtime on the first call: one worker is
-        # enough for a single-threaded guest, and a fixed count spares the CPU-count probe
-        # (cgroup and sysfs reads, which the allowlist refuses). This is init's own
-        # environment, not the module's (that is process.env, given to WASI).
-        posix.putenv(b"TOKIO_WORKER_THREADS", b"1")
-        _signal.pthread_sigmask(_signal.SIG_BLOCK, sigs)
-        ready = _thread.allocate_lock()
-        ready.acquire()
-        _thread.start_new_thread(_exit_on_signal, (sigs, ready))
-        # The thread's start-up (its gettid, its rseq area) happens before the allowlist,
-        # which can then leave those calls out.
-        ready.acquire()
-        if self.filter is not None:
-            # A wasm process never execs, so no_new_privs costs it nothing, and it lets the
-            # filter load without CAP_SYS_ADMIN.
-            S.prctl(S.PR_SET_NO_NEW_PRIVS, 1)
-            self.filter.load()
-        posix._exit(prepared.run())
-
-
-def _exit_on_signal(sigs: set[int], ready: Any) -> None:
-    ready.release()
-    sig = _signal.sigwait(sigs)
-    posix._exit(128 + sig)
+        posix.set_inheritable(self.module_fd, True)
+        exec_host(self.host, self.views, self.lib_dirs, self.handoff_fd, HOST_ENV)
 
 
 class NativeExec(Native):

@@ -23,22 +23,44 @@ def is_module(fd: int) -> bool:
         posix.close(fd)
 
 
+def has_start_section(wasm: bytes) -> bool:
+    """Whether the module has a start function (section 8), which instantiation runs."""
+    i = 8
+    n = len(wasm)
+    while i < n:
+        sid = wasm[i]
+        i += 1
+        size = shift = 0
+        while i < n:
+            b = wasm[i]
+            i += 1
+            size |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                break
+        if sid == 8:
+            return True
+        i += size
+    return False
+
+
 def feature_annotations() -> dict[str, str]:
     """What `yacr features` says about wasm: the engine, the allowlist's size, the cache."""
-    from yacr.wasm import allowlist, cache, capi
+    from yacr.wasm import allowlist, cache
+    from yacr.wasm import engine as E
 
     try:
-        lib = capi.find_library()
-        engine = "wasmtime " + capi.library_version(lib).split("/", 1)[0]
-    except capi.EngineError:
-        engine = f"not installed ({capi.INSTALL_HINT})"
+        lib = E.find_library()
+        engine = "wasmtime " + E.library_version(lib).split("/", 1)[0]
+    except E.EngineError:
+        engine = f"not installed ({E.INSTALL_HINT})"
     return {
         "io.github.yacr.wasm.engine": engine,
         "io.github.yacr.wasm.selectedBy": "run.oci.handler=wasm, module.wasm.image/variant="
                                           "compat|compat-smart",
         "io.github.yacr.wasm.seccompAllowlist": f"{allowlist.allowed_count()} syscalls "
-                                                f"(+{len(allowlist.FOR_INSTANTIATION)} for "
-                                                "modules with a start function; off with "
+                                                "(the same for modules with a start "
+                                                "function; off with "
                                                 "io.github.yacr.wasm.seccomp=off)",
         "io.github.yacr.wasm.cache": cache.cache_dir(),
     }

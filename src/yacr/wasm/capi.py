@@ -1,12 +1,10 @@
-"""A lean binding of the few wasmtime C-API functions a container run needs.
+"""yacr's compiler: a lean binding of the wasmtime C-API functions that compile a module.
 
-`import wasmtime` costs ~75 ms here (typing, 762 ctypes prototypes, pathlib,
-platform), more than a whole crun container start. The engine itself lives in
-the shared library that the PyPI package bundles (`_libwasmtime.so`); loading
-it costs ~1 ms (dlopen is called as a foreign function, so it runs without the
-GIL, in a thread), and binding only the ~40 entry points below costs ~0.1 ms.
-So yacr uses the PyPI package only as the carrier of that library (the `wasm`
-extra) and never imports its Python code on the container path.
+Modules run in the native host (wasmhost/yacr-wasmhost.c), never in Python; Python
+loads wasmtime's library only to compile, on a cache miss at `create` and in `yacr wasm
+compile`. `import wasmtime` costs ~75 ms here (typing, 762 ctypes prototypes, pathlib,
+platform), so yacr uses the PyPI package only as the carrier of the shared library
+(`_libwasmtime.so`, the `wasm` extra) and binds the ~15 entry points below itself.
 
 Every call goes through `_ctypes` with no argtypes: integers that are not C
 ints are wrapped explicitly (pointers as c_void_p, sizes as uint64), because
@@ -17,24 +15,33 @@ from __future__ import annotations
 
 import _ctypes
 import _struct
-import posix
-import sys
 
-from yacr.errors import YacrError
 from yacr.linux import sys as S
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-INSTALL_HINT = ("install the wasm extra into yacr's environment: `make setup`, or "
-                "pip install 'yacr[wasm]' (PyPI wasmtime==50.0.1)")
-LIBRARY_ENV = "YACR_WASMTIME_LIBRARY"
-_LIBNAME = "_libwasmtime.so"
+# re-exported: yacr.wasm.engine is the light half of this module
+from yacr.wasm import has_start_section  # noqa: E402
+from yacr.wasm.engine import (  # noqa: E402
+    INSTALL_HINT,
+    LIBRARY_ENV,
+    EngineError,
+    Settings,
+    find_library,
+    library_version,
+)
 
-
-class EngineError(YacrError):
-    """wasmtime refused something (a bad module, an incompatible serialized artifact, ...)."""
+__all__ = [
+    "INSTALL_HINT",
+    "LIBRARY_ENV",
+    "EngineError",
+    "Settings",
+    "find_library",
+    "has_start_section",
+    "library_version",
+]
 
 
 def _simple(name: str, code: str) -> type:
@@ -84,88 +91,6 @@ def _cstring_array(items: list[bytes]) -> tuple[Any, Any]:
     return store, _chars(len(packed)).from_buffer_copy(packed)
 
 
-# --- finding the library -----------------------------------------------------------------
-
-def _machine() -> str:
-    m = posix.uname().machine
-    return {"amd64": "x86_64", "arm64": "aarch64"}.get(m.lower(), m)
-
-
-def find_library() -> str:
-    """The bundled _libwasmtime.so of the PyPI wasmtime package, without importing it.
-
-    The launcher runs Python with -S, so site-packages is not on sys.path: look there
-    by hand (the venv's, then the system's), after sys.path itself.
-    """
-    env = posix.environ.get(LIBRARY_ENV.encode())
-    if env is not None:
-        path = env.decode()
-        if not posix.access(path, posix.R_OK):
-            raise EngineError(f"{LIBRARY_ENV}={path}: no such library; {INSTALL_HINT}")
-        return path
-    sub = f"wasmtime/linux-{_machine()}/{_LIBNAME}"
-    ver = f"python{sys.version_info[0]}.{sys.version_info[1]}"
-    dirs = [p for p in sys.path if p]
-    from yacr.venv import site_packages
-
-    dirs += site_packages()
-    for prefix in (sys.prefix, sys.base_prefix):
-        dirs.append(f"{prefix}/lib/{ver}/site-packages")
-    dirs += [f"/usr/local/lib/{ver}/dist-packages", "/usr/lib/python3/dist-packages"]
-    for d in dirs:
-        cand = f"{d}/{sub}"
-        if posix.access(cand, posix.R_OK):
-            return cand
-    raise EngineError(f"the wasm handler needs wasmtime, which is not installed; {INSTALL_HINT}")
-
-
-def library_version(lib_path: str) -> str:
-    """wasmtime's version, from the package's dist-info beside it (no import needed), plus
-    the library's size and mtime, so a reinstall never reuses stale compiled code."""
-    pkg_parent = lib_path.rsplit("/", 3)[0]
-    version = "unknown"
-    try:
-        for name in posix.listdir(pkg_parent):
-            if name.startswith("wasmtime-") and name.endswith(".dist-info"):
-                version = name[len("wasmtime-"):-len(".dist-info")]
-                break
-    except OSError:
-        pass
-    st = posix.stat(lib_path)
-    return f"{version}/{st.st_size}/{st.st_mtime_ns}"
-
-
-# --- the engine's configuration ----------------------------------------------------------
-
-class Settings:
-    """The engine configuration; part of the AOT cache key (wasmtime rejects artifacts
-    compiled under another configuration, and so do we, before even trying).
-
-    - Cranelift at opt level `speed`, no epoch or fuel checks (10-50% of guest time here):
-      a container is stopped by a signal, which a thread turns into an exit.
-    - Spectre mitigations on heap and table bounds checks off: with the default 4 GiB
-      reservation plus guard pages there are no heap bounds checks to harden, and a
-      container's module runs alone in its process, so there is no other tenant's data
-      in the address space to leak.
-    - `small_reservation` when RLIMIT_AS is set: each linear memory reserves 64 MiB of
-      address space instead of 4 GiB + guard, so instantiation fits under the limit
-      (bounds checks become explicit, which costs some speed).
-    """
-
-    __slots__ = ("small_reservation", "parallel")
-
-    VERSION = 1
-
-    def __init__(self, small_reservation: bool = False, parallel: bool = False) -> None:
-        self.small_reservation = small_reservation
-        # Compilation threads must not exist when the runtime forks init (a compile in the
-        # child then deadlocked): only `yacr wasm compile` may use them.
-        self.parallel = parallel
-
-    def key(self) -> str:
-        return f"v{self.VERSION},res={'64M' if self.small_reservation else 'default'}"
-
-
 # --- the binding -------------------------------------------------------------------------
 
 class _Handle:
@@ -194,8 +119,7 @@ def _func_type(restype: Any) -> type:
 
 
 def _dlopen(path: str) -> _Handle:
-    """dlopen through libc as a foreign call, which releases the GIL (`_ctypes.dlopen`
-    holds it), so the library can load in a thread while create goes on."""
+    """dlopen through libc as a foreign call (`_ctypes.dlopen` holds the GIL)."""
     libc = S.Library(None)
     fn = _func_type(S.c_void_p)(("dlopen", libc))
     handle = fn(path.encode(), S.c_int(2))  # RTLD_NOW: resolve now, not in the guest's path
@@ -216,7 +140,7 @@ class Lib:
             raise EngineError(f"cannot load wasmtime's library {path}: {e.strerror}; "
                               f"{INSTALL_HINT}") from None
         self.path = path
-        p, b, none = _func_type(S.c_void_p), _func_type(_bool), _func_type(None)
+        p, none = _func_type(S.c_void_p), _func_type(None)
 
         def f(name: str, kind: type) -> Any:
             try:
@@ -231,6 +155,8 @@ class Lib:
         self.flag_set = f("wasmtime_config_cranelift_flag_set", none)
         self.parallel = f("wasmtime_config_parallel_compilation_set", none)
         self.reservation = f("wasmtime_config_memory_reservation_set", none)
+        self.init_cow = f("wasmtime_config_memory_init_cow_set", none)
+        self.unwind = f("wasmtime_config_native_unwind_info_set", none)
         self.guard = f("wasmtime_config_memory_guard_size_set", none)
         self.growth = f("wasmtime_config_memory_reservation_for_growth_set", none)
         self.module_new = f("wasmtime_module_new", p)
@@ -238,33 +164,7 @@ class Lib:
         self.module_deserialize = f("wasmtime_module_deserialize", p)
         self.byte_vec_delete = f("wasm_byte_vec_delete", none)
         self.error_message = f("wasmtime_error_message", none)
-        self.error_exit_status = f("wasmtime_error_exit_status", b)
         self.error_delete = f("wasmtime_error_delete", none)
-        self.trap_message = f("wasm_trap_message", none)
-        self.store_new = f("wasmtime_store_new", p)
-        self.store_context = f("wasmtime_store_context", p)
-        self.store_limiter = f("wasmtime_store_limiter", none)
-        self.wasi_new = f("wasi_config_new", p)
-        self.wasi_argv = f("wasi_config_set_argv", b)
-        self.wasi_env = f("wasi_config_set_env", b)
-        self.wasi_stdin = f("wasi_config_inherit_stdin", none)
-        self.wasi_stdout = f("wasi_config_inherit_stdout", none)
-        self.wasi_stderr = f("wasi_config_inherit_stderr", none)
-        self.wasi_preopen = f("wasi_config_preopen_dir", b)
-        self.set_wasi = f("wasmtime_context_set_wasi", p)
-        self.linker_new = f("wasmtime_linker_new", p)
-        self.define_wasi = f("wasmtime_linker_define_wasi", p)
-        self.instantiate_pre = f("wasmtime_linker_instantiate_pre", p)
-        self.pre_instantiate = f("wasmtime_instance_pre_instantiate", p)
-        self.export_get = f("wasmtime_instance_export_get", b)
-        self.func_call = f("wasmtime_func_call", p)
-        self.allow_shadowing = f("wasmtime_linker_allow_shadowing", none)
-        self.define_func = f("wasmtime_linker_define_func", p)
-        self.valtype_new = f("wasm_valtype_new", p)
-        self.valtype_vec_new = f("wasm_valtype_vec_new", none)
-        self.valtype_vec_empty = f("wasm_valtype_vec_new_empty", none)
-        self.functype_new = f("wasm_functype_new", p)
-        self.functype_delete = f("wasm_functype_delete", none)
 
     # errors ---------------------------------------------------------------------------
     def _vec_text(self, fill: Any, obj: int) -> str:
@@ -277,9 +177,6 @@ class Lib:
 
     def error_text(self, err: int) -> str:
         return self._vec_text(self.error_message, err)
-
-    def trap_text(self, trap: int) -> str:
-        return self._vec_text(self.trap_message, trap)
 
     def check(self, err: int | None, what: str) -> None:
         if err:
@@ -300,22 +197,30 @@ def load(path: str | None = None) -> Lib:
 
 
 class Engine:
-    """A configured wasmtime engine. Created in the runtime before init is forked, so the
-    library and the compiled code are in init's memory after pivot_root."""
+    """A configured wasmtime engine, configured exactly as the host's will be."""
 
     def __init__(self, settings: Settings | None = None, lib: Lib | None = None) -> None:
         self.lib = lib or load()
         self.settings = settings or Settings()
         L = self.lib
         cfg = L.config_new()
-        L.opt_level(_ptr(cfg), _u8(1))  # WASMTIME_OPT_LEVEL_SPEED
-        L.flag_set(_ptr(cfg), b"enable_heap_access_spectre_mitigation", b"false")
-        L.flag_set(_ptr(cfg), b"enable_table_access_spectre_mitigation", b"false")
         L.parallel(_ptr(cfg), _bool(self.settings.parallel))
-        if self.settings.small_reservation:
-            L.reservation(_ptr(cfg), S.c_uint64(64 << 20))
-            L.guard(_ptr(cfg), S.c_uint64(64 << 10))
-            L.growth(_ptr(cfg), S.c_uint64(0))
+        # the same settings the host applies (yacr.wasm.engine.Settings.config)
+        for k, v in self.settings.config():
+            if k.startswith("cranelift."):
+                L.flag_set(_ptr(cfg), k[10:].encode(), v.encode())
+            elif k == "opt_level":
+                L.opt_level(_ptr(cfg), _u8(int(v)))
+            elif k in ("memory_init_cow", "native_unwind_info"):
+                (L.init_cow if k == "memory_init_cow" else L.unwind)(_ptr(cfg),
+                                                                     _bool(v == "true"))
+            elif k in ("memory_reservation", "memory_guard_size",
+                       "memory_reservation_for_growth"):
+                setter = {"memory_reservation": L.reservation, "memory_guard_size": L.guard,
+                          "memory_reservation_for_growth": L.growth}[k]
+                setter(_ptr(cfg), S.c_uint64(int(v)))
+            else:
+                raise EngineError(f"engine setting {k}: unknown")
         self.ptr = L.engine_new(_ptr(cfg))  # takes ownership of cfg
         if not self.ptr:
             raise EngineError("wasmtime could not create an engine")
@@ -351,187 +256,3 @@ class Module:
         raw = _read(data, size)
         L.byte_vec_delete(vec)
         return raw
-
-
-TRAP_EXIT = 134  # what wasmtime's own CLI returns for a trap (128 + SIGABRT)
-
-
-def has_start_section(wasm: bytes) -> bool:
-    """Whether the module has a start function (section 8), which instantiation runs."""
-    i = 8
-    n = len(wasm)
-    while i < n:
-        sid = wasm[i]
-        i += 1
-        size = shift = 0
-        while i < n:
-            b = wasm[i]
-            i += 1
-            size |= (b & 0x7F) << shift
-            shift += 7
-            if not b & 0x80:
-                break
-        if sid == 8:
-            return True
-        i += size
-    return False
-
-
-# wasmtime_func_callback_t: (env, caller, args, nargs, results, nresults) -> wasm_trap_t*
-_CALLBACK: Any = None
-
-
-def _callback_type() -> Any:
-    global _CALLBACK
-    if _CALLBACK is None:
-        p, u64 = S.c_void_p, S.c_uint64
-        _CALLBACK = type("wasmtime_callback", (_ctypes.CFuncPtr,), {
-            "_flags_": _ctypes.FUNCFLAG_CDECL, "_restype_": p,
-            "_argtypes_": (p, p, p, u64, p, u64)})
-    return _CALLBACK
-
-
-def _proc_exit(env: Any, caller: Any, args: Any, nargs: int, results: Any,
-               nresults: int) -> None:
-    # wasmtime_val_t: kind (u8), then the value at offset 8
-    code = _struct.unpack("I", _read(args + 8, 4))[0] if args and nargs else 1
-    posix._exit(code & 0xFF)
-
-
-def _define_proc_exit(L: Lib, linker: int) -> Any:
-    """WASI's proc_exit, replaced so that every code reaches the container's exit status:
-    wasmtime's own turns codes >= 126 into an error without the code. The module flushed
-    its own buffers before calling it, so exiting at once loses nothing."""
-    L.allow_shadowing(_ptr(linker), _bool(True))
-    params, results = _buf(16), _buf(16)
-    vt = _chars(8).from_buffer_copy(_struct.pack("P", L.valtype_new(_u8(0))))  # i32
-    L.valtype_vec_new(params, S.c_uint64(1), vt)
-    L.valtype_vec_empty(results)
-    ft = L.functype_new(params, results)  # takes ownership of both vectors
-    cb = _callback_type()(_proc_exit)
-    try:
-        L.check(L.define_func(_ptr(linker), b"wasi_snapshot_preview1", S.c_uint64(22),
-                              b"proc_exit", S.c_uint64(9), _ptr(ft), cb, None, None),
-                "proc_exit")
-    finally:
-        L.functype_delete(_ptr(ft))
-    return cb
-
-
-class Linked:
-    """The module linked against WASI (wasmtime's InstancePre): engine-level, so it is made
-    in the runtime before the fork, in parallel with the rest of `create`."""
-
-    __slots__ = ("module", "linker", "pre", "_exit_cb")
-
-    def __init__(self, module: Module) -> None:
-        L = module.engine.lib
-        self.module = module
-        self.linker = L.linker_new(_ptr(module.engine.ptr))
-        L.check(L.define_wasi(_ptr(self.linker)), "WASI")
-        self._exit_cb = _define_proc_exit(L, self.linker)
-        out = _buf(8)
-        L.check(L.instantiate_pre(_ptr(self.linker), _ptr(module.ptr), out),
-                "the module's imports")
-        self.pre = _struct.unpack("P", bytes(out))[0]
-
-
-class Prepared:
-    """A module linked against WASI in its own store, ready to instantiate and run.
-
-    Everything up to here happens before `start`; `run` only instantiates (which can run
-    the module's start function, so it must wait for `start`) and calls `_start`.
-    """
-
-    __slots__ = ("lib", "store", "context", "pre", "_keep", "instance")
-
-    def __init__(self, linked: Linked, argv: list[str], env: dict[str, str],
-                 preopens: list[tuple[str, str]], memory_limit: int | None) -> None:
-        self.instance: Any = None
-        module = linked.module
-        L = self.lib = module.engine.lib
-        self.store = L.store_new(_ptr(module.engine.ptr), None, None)
-        self.context = L.store_context(_ptr(self.store))
-        if memory_limit is not None:
-            # bytes of linear memory per memory; -1 keeps wasmtime's defaults
-            L.store_limiter(_ptr(self.store), _i64(memory_limit), _i64(-1), _i64(-1),
-                            _i64(-1), _i64(-1))
-        wasi = L.wasi_new()
-        enc = [a.encode() for a in argv]
-        keep_a = _cstring_array(enc)
-        if not L.wasi_argv(_ptr(wasi), S.c_uint64(len(enc)), keep_a[1]):
-            raise EngineError("process.args: wasmtime refused the arguments")
-        names = [k.encode() for k in env]
-        values = [v.encode() for v in env.values()]
-        keep_n, keep_v = _cstring_array(names), _cstring_array(values)
-        if not L.wasi_env(_ptr(wasi), S.c_uint64(len(names)), keep_n[1], keep_v[1]):
-            raise EngineError("process.env: wasmtime refused the environment")
-        L.wasi_stdin(_ptr(wasi))
-        L.wasi_stdout(_ptr(wasi))
-        L.wasi_stderr(_ptr(wasi))
-        for host, guest in preopens:
-            if not L.wasi_preopen(_ptr(wasi), host.encode(), guest.encode(), _bool(True)):
-                raise EngineError(f"cannot preopen {host} as {guest} for the module")
-        L.check(L.set_wasi(_ptr(self.context), _ptr(wasi)), "WASI")  # takes ownership
-        self.pre = linked.pre
-        self._keep = (keep_a, keep_n, keep_v, linked)
-
-    def instantiate(self, stderr: int = 2) -> int | None:
-        """Make the instance (linear memory, tables, the memory image): None on success,
-        else the exit status. Only runs guest code if the module has a start function, so
-        for other modules it is done before `start` (and before the seccomp allowlist)."""
-        if self.instance is not None:
-            return None
-        inst = _buf(16)
-        trap = _buf(8)
-        err = self.lib.pre_instantiate(_ptr(self.pre), _ptr(self.context), inst, trap)
-        code = self._outcome(err, trap, stderr)
-        if code is None:
-            self.instance = inst
-        return code
-
-    def run(self, stderr: int = 2) -> int:
-        """Call `_start` (instantiating first if not done yet); returns the exit status
-        (proc_exit's code, 0 when main returns, TRAP_EXIT with the message on stderr for a
-        trap)."""
-        L = self.lib
-        code = self.instantiate(stderr)
-        if code is not None:
-            return code
-        inst = self.instance
-        trap = _buf(8)
-        ext = _buf(32)  # wasmtime_extern_t: kind (u8), then the union at offset 8
-        if not L.export_get(_ptr(self.context), inst, b"_start", S.c_uint64(6), ext) or \
-                bytes(ext)[0] != 0:
-            _say(stderr, "the module exports no _start function (not a WASI command)")
-            return 1
-        func = _ctypes.addressof(ext) + 8
-        err = L.func_call(_ptr(self.context), _ptr(func), None, S.c_uint64(0), None,
-                          S.c_uint64(0), trap)
-        code = self._outcome(err, trap, stderr)
-        return 0 if code is None else code
-
-    def _outcome(self, err: int | None, trap: Any, stderr: int) -> int | None:
-        L = self.lib
-        if err:
-            status = _buf(4)
-            if L.error_exit_status(_ptr(err), status):
-                code = _struct.unpack("i", bytes(status))[0]
-                L.error_delete(_ptr(err))
-                return code & 0xFF
-            msg = L.error_text(err)
-            L.error_delete(_ptr(err))
-            _say(stderr, msg)
-            return 1
-        t = _struct.unpack("P", bytes(trap))[0]
-        if t:
-            _say(stderr, "wasm trap: " + L.trap_text(t))
-            return TRAP_EXIT
-        return None
-
-
-def _say(fd: int, msg: str) -> None:
-    try:
-        posix.write(fd, (msg.rstrip("\n") + "\n").encode(errors="replace"))
-    except OSError:
-        pass
