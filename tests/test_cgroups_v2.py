@@ -247,8 +247,9 @@ def test_delete_force_kills_a_forking_and_a_paused_container(v2, bundles):
     """SIGKILL for the whole cgroup goes through cgroup.kill (the kernel kills the subtree
     at once, forks in flight included): a container forking in a loop, with a process in a
     sub-cgroup of its own, and a paused one, are gone after delete --force."""
+    # "0" moves the writer: the subshell goes to sub, the loop stays in the container's
     spec = bundles.spec(["sh", "-c", "mkdir /sys/fs/cgroup/sub && "
-                                     "(echo $$ > /sys/fs/cgroup/sub/cgroup.procs; sleep 100) & "
+                                     "(echo 0 > /sys/fs/cgroup/sub/cgroup.procs; sleep 100) & "
                                      "while :; do sleep 100 & done"])
     spec["mounts"] = [dict(m, options=[o for o in m.get("options", []) if o != "ro"])
                       if m["destination"] == "/sys/fs/cgroup" else m for m in spec["mounts"]]
@@ -280,7 +281,7 @@ def test_an_oom_kill_is_an_event(v2, bundles, tmp_path):
     """memory.events counts the OOM kills; `events` turns a new one into runc's oom event."""
     need("memory", "memory.events")
     cid = v2.new_id()
-    spec = alloc_spec(bundles, tmp_path, 200, limit=64 * MiB, hold=False)
+    spec = alloc_spec(bundles, tmp_path, 64, limit=16 * MiB, hold=False)  # small: TCG
     assert v2("run", "-d", "--bundle", bundles.write(spec), cid).returncode == 0
     v2.state(cid)
     out = tmp_path / "events.out"
