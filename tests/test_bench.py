@@ -91,8 +91,9 @@ def test_both_seccomp_configurations_for_every_runtime(quick):
     on["linux"].pop("seccomp")
     assert on == off
     summary = (out / "summary.md").read_text()
-    for label in ("`run` of busybox `true`, no seccomp profile",
-                  "`run` of busybox `true`, default seccomp profile",
+    for label in ("`run` of busybox `true` (a Wasm `true` for yacr-wasm), no seccomp profile",
+                  "`run` of busybox `true` (a Wasm `true` for yacr-wasm), default seccomp "
+                  "profile",
                   "create, start, wait, delete (containerd), no seccomp profile",
                   "create, start, wait, delete (containerd), default seccomp profile",
                   "peak RSS of `run`, no seccomp profile",
@@ -277,8 +278,9 @@ def test_publish_rewrites_the_readme_block(quick, tmp_path):
     assert text.startswith("# x\n\nbefore\n\n<!-- bench:begin") and text.endswith("after\n")
     assert "old figures" not in text and results["date"] in text
     assert results["machine_info"]["cpu_model"] in text
-    for label in ("`run` of busybox `true`, no seccomp profile",
-                  "`run` of busybox `true`, default seccomp profile",
+    for label in ("`run` of busybox `true` (a Wasm `true` for yacr-wasm), no seccomp profile",
+                  "`run` of busybox `true` (a Wasm `true` for yacr-wasm), default seccomp "
+                  "profile",
                   "create, start, wait, delete (containerd), no seccomp profile",
                   "create, start, wait, delete (containerd), default seccomp profile",
                   "peak RSS of `run`, no seccomp profile",

@@ -171,7 +171,8 @@ def run(ctx: Context) -> Result:
                     [p.get("private_mib", 0.0) / p["n"]], p["n"])
     for name, r in ramps.items():
         for p in r["points"]:
-            res.add("processes per container", name, "", [p["processes"] / p["n"]], p["n"])
+            res.add("processes per container", name, "", [p["processes"] / p["n"]], p["n"],
+                    ratios=False)
     for name, r in ramps.items():
         for p in r["points"]:
             res.add("system memory used by N sleeping containers", name, "MiB",

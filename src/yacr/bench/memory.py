@@ -108,7 +108,7 @@ def run(ctx: Context) -> Result:
         for name, d in data.items():
             res.add(f"RSS per {what}", name, "MiB", d["rss"])
         for name, d in data.items():
-            res.add(f"processes per {what}", name, "", d["procs"])
+            res.add(f"processes per {what}", name, "", d["procs"], ratios=False)
     res.raw["containers"] = k
     res.notes.append(f"peak RSS of create: median of {runs}; resident: {k} containers per "
                      "runtime, every process in their cgroups or naming the runtime's --root, "
