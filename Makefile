@@ -64,9 +64,11 @@ fuzz: setup
 lint: setup
 	$(VENV)/bin/ruff check src tests
 
-# Every benchmark scenario into build/bench (results.json/.csv, PNGs, summary.md), 15-20
-# minutes. `make bench PUBLISH=docs` also rewrites docs/BENCHMARKS.md and docs/bench/*.png
-# from that run; `yacr bench --report-only --out build/bench --publish docs` republishes it.
+# Every benchmark scenario into build/bench (results.json/.csv, PNGs, summary.md) for yacr,
+# yacr-wasm, runc, crun and gVisor (runsc), 25 minutes on 2 vCPUs. `make bench PUBLISH=docs`
+# also rewrites docs/BENCHMARKS.md, docs/bench/*.png and the README's bench block from that
+# run, so they show this machine's latest figures; `yacr bench --report-only --out
+# build/bench --publish docs` republishes a finished run.
 bench: setup
 	$(YACR) bench --out $(BUILD)/bench $(if $(PUBLISH),--publish $(PUBLISH))
 

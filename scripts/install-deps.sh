@@ -3,6 +3,8 @@
 # Idempotent and quiet when everything is there: `make` calls it every time.
 set -eu
 PKGS="gcc libc6-dev uidmap busybox-static runc crun hyperfine containerd podman libseccomp2 strace iproute2 util-linux procps"
+# gVisor (runsc), a peer of runc and crun in `yacr bench` and in `yacr seccomp surface`
+PKGS="$PKGS runsc"
 # wasm: the toolchain that builds yacr's sample and benchmark modules from C
 PKGS="$PKGS clang lld wasi-libc libclang-rt-14-dev-wasm32"
 # `install-deps.sh vm` (make test-vm): what builds and boots the pure-cgroup-v2 test VM

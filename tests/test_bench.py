@@ -1,7 +1,10 @@
 """`yacr bench --quick` as a smoke test: every output exists and parses, nothing is left behind.
 
 Never a timing assertion: CI machines are noisy, and the figures are for
-people to read (and compare in one session), not for tests to judge.
+people to read (and compare in one session), not for tests to judge. What is
+checked is that every figure exists for every runtime (gVisor included when
+runsc is installed) and both seccomp configurations, with the machine and the
+versions beside it.
 """
 
 from __future__ import annotations
@@ -46,13 +49,125 @@ def test_every_scenario_measured(quick):
     assert wasm["status"] in ("ok", "skipped") and (wasm["status"] == "ok" or wasm["reason"])
 
 
-def test_ratios_to_runc_and_crun_beside_absolute_times(quick):
+CONFIGS = ("none", "default profile")
+
+
+def test_ratios_to_runc_crun_and_runsc_beside_absolute_times(quick):
     _, results, _ = quick
     lc = results["scenarios"]["lifecycle"]["measurements"]
-    yacr = next(m for m in lc if m["metric"] == "run of true" and m["series"] == "yacr")
-    for ref in ("runc", "crun"):
-        if ref in results["runtimes"]:
-            assert yacr["ratios"][ref] > 0
+    for config in CONFIGS:
+        yacr = next(m for m in lc if m["metric"] == "run of true" and m["series"] == "yacr"
+                    and m["param"] == config)
+        for ref in ("runc", "crun", "runsc"):
+            if ref in results["runtimes"]:
+                ref_m = next(m for m in lc if m["metric"] == "run of true" and
+                             m["series"] == ref and m["param"] == config)
+                # like with like: the same seccomp configuration
+                assert yacr["ratios"][ref] == pytest.approx(yacr["median"] / ref_m["median"])
+
+
+def test_both_seccomp_configurations_for_every_runtime(quick):
+    """Every lifecycle and CPU figure with no profile and with yacr's default profile, for
+    every runtime, from bundles that differ in linux.seccomp only."""
+    from yacr.linux.seccomp_default import default_profile
+    from yacr.specgen import DEFAULT_CAPS
+
+    out, results, _ = quick
+    want = {(s, c) for s in results["runtimes"] for c in CONFIGS}
+    lc = results["scenarios"]["lifecycle"]
+    assert lc["param_label"] == "seccomp"
+    for metric in ("run of true", "create+start+wait+delete", "peak RSS of run", "create",
+                   "state", "start", "wait", "delete", "kill"):
+        got = {(m["series"], m["param"]) for m in lc["measurements"] if m["metric"] == metric}
+        assert got == want, metric
+    cpu = results["scenarios"]["cpu"]["measurements"]
+    for metric in ("run of true: user+sys", "create+start+delete: user+sys"):
+        assert {(m["series"], m["param"]) for m in cpu if m["metric"] == metric} == want
+    bundles = out / "work" / "bundles"
+    on = json.loads((bundles / "true.seccomp" / "config.json").read_text())
+    off = json.loads((bundles / "true.noseccomp" / "config.json").read_text())
+    assert on["linux"]["seccomp"] == default_profile(DEFAULT_CAPS)
+    assert "seccomp" not in off["linux"]
+    on["linux"].pop("seccomp")
+    assert on == off
+    summary = (out / "summary.md").read_text()
+    for label in ("`run` of busybox `true` (a Wasm `true` for yacr-wasm), no seccomp profile",
+                  "`run` of busybox `true` (a Wasm `true` for yacr-wasm), default seccomp "
+                  "profile",
+                  "create, start, wait, delete (containerd), no seccomp profile",
+                  "create, start, wait, delete (containerd), default seccomp profile",
+                  "peak RSS of `run`, no seccomp profile",
+                  "peak RSS of `run`, default seccomp profile",
+                  "| figure | seccomp |", "yacr ÷ runc with no seccomp profile"):
+        assert label in summary, label
+
+
+def test_the_machine_is_part_of_every_run(quick):
+    out, results, _ = quick
+    m = results["machine_info"]
+    with open("/proc/cpuinfo") as f:
+        model = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
+    assert m["cpu_model"] == model and m["cpus"] == os.cpu_count() >= m["cores"] >= 1
+    assert m["kernel"] == os.uname().release and "cgroup" in m["cgroups"]
+    assert results["date_utc"].endswith("Z")
+    versions = results["versions"]
+    assert {"yacr", "runc", "crun", "runsc"} <= set(versions)
+    for name, r in results["runtimes"].items():
+        assert r["version"] == versions[name] and r["version"] not in ("", "?"), name
+    summary = (out / "summary.md").read_text()
+    for fact in (model, m["kernel"], m["cgroups"], results["date"],
+                 *[r["version"] for r in results["runtimes"].values()]):
+        assert fact in summary, fact
+
+
+def test_gvisor_is_a_peer(quick):
+    out, results, _ = quick
+    if "runsc" not in results["runtimes"]:
+        pytest.skip(f"runsc: {results['skipped_runtimes'].get('runsc')}")
+    rs = results["runtimes"]["runsc"]
+    assert rs["flags"] == "--network=none --platform=ptrace --oci-seccomp"
+    assert "--platform=ptrace" in (out / "summary.md").read_text()
+    for name in ("lifecycle", "cpu", "memory", "density", "concurrency"):
+        scen = results["scenarios"][name]
+        assert "runsc" in {m["series"] for m in scen["measurements"]}, name
+        assert "runsc" not in scen["skipped"], name
+    # its sandbox and gofer (and stubs) are counted with each container; the others: one
+    mem = results["scenarios"]["memory"]["measurements"]
+    procs = {m["series"]: m["median"] for m in mem
+             if m["metric"] == "processes per running container"}
+    assert procs.pop("runsc") >= 2 and set(procs.values()) == {1}
+    dens = results["scenarios"]["density"]["measurements"]
+    assert all(m["median"] >= 2 for m in dens
+               if m["metric"] == "processes per container" and m["series"] == "runsc")
+
+
+def test_memory_per_container_both_ways(quick):
+    """PSS and private pages, for every runtime; busybox bundles share one rootfs, so a
+    sleeping busybox container's private pages are its stack and data, not the binary."""
+    out, results, _ = quick
+    mem = results["scenarios"]["memory"]["measurements"]
+    dens = results["scenarios"]["density"]["measurements"]
+    for metric in ("PSS per running container", "private per running container",
+                   "PSS per created container", "private per created container"):
+        assert {m["series"] for m in mem if m["metric"] == metric} == set(results["runtimes"])
+    for metric in ("per container (PSS)", "per container (private)",
+                   "memory of N sleeping containers (private)"):
+        assert {m["series"] for m in dens if m["metric"] == metric} == set(results["runtimes"])
+    for m in mem:
+        if m["metric"] == "private per running container":
+            rss = next(x for x in mem if x["metric"] == "RSS per running container"
+                       and x["series"] == m["series"])
+            assert 0 <= m["median"] <= rss["median"]
+            if m["series"] in ("yacr", "runc", "crun"):
+                assert m["median"] < 0.5, m  # a private busybox would be ~1 MiB
+    roots = set()
+    for cfg in (out / "work" / "bundles").glob("*/config.json"):
+        spec = json.loads(cfg.read_text())
+        if spec["process"]["args"][0] in ("true", "sleep", "echo"):
+            roots.add(spec["root"]["path"])
+    assert len(roots) == 1
+    copies = [p for p in (out / "work").rglob("busybox") if p.is_file() and not p.is_symlink()]
+    assert len(copies) == 1, copies
 
 
 def test_files_parse(quick):
@@ -62,7 +177,8 @@ def test_files_parse(quick):
     assert {r["scenario"] for r in rows} >= set(SCENARIOS)
     assert all(float(r["median"]) == float(r["median"]) for r in rows)
     summary = (out / "summary.md").read_text()
-    assert "| figure |" in summary and "`run` of `true`" in summary and "Targets:" in summary
+    assert "| figure |" in summary and "`run` of busybox `true`" in summary
+    assert "Targets:" in summary
     assert "Load average (1 min) at the start and the end" in summary
     pngs = [p for s in results["scenarios"].values() for p in s.get("plots", [])]
     assert {"lifecycle.png", "cpu.png", "memory.png", "density-boot.png",
@@ -84,6 +200,16 @@ def test_nothing_left_behind(quick):
     assert not left
     with open("/proc/self/mountinfo") as f:
         assert session not in f.read()
+    # no process of the session's containers (gVisor's sandboxes and gofers included), and
+    # none of the state roots' runtimes, survived: the reaper reaped them all
+    work = str(out / "work")
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+            cg = Path(f"/proc/{pid}/cgroup").read_text()
+        except OSError:
+            continue
+        assert work not in cmd and session not in cg, (pid, cmd[:200])
     conc = results["scenarios"]["concurrency"]["measurements"]
     assert all(m["max"] == 0 for m in conc if m["metric"] == "leaked items after the batch")
     assert all(m["max"] == 0 for m in conc if m["metric"] == "failed of N")
@@ -136,6 +262,43 @@ def test_publish_writes_the_page_and_its_plots(quick, tmp_path):
     for q in pngs:
         assert f"](bench/{q})" in page
         assert (docs / "bench" / q).stat().st_size < 300_000, q
+
+
+def test_publish_rewrites_the_readme_block(quick, tmp_path):
+    """`make bench PUBLISH=docs` puts the run's headline in the README, between its
+    markers, and leaves the rest alone: the README shows the latest run."""
+    out, results, _ = quick
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\nbefore\n\n<!-- bench:begin: old -->\nold figures\n"
+                      "<!-- bench:end -->\n\nafter\n")
+    p = subprocess.run([YACR, "bench", "--report-only", "--out", str(out), "--publish",
+                        str(tmp_path / "docs")], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    text = readme.read_text()
+    assert text.startswith("# x\n\nbefore\n\n<!-- bench:begin") and text.endswith("after\n")
+    assert "old figures" not in text and results["date"] in text
+    assert results["machine_info"]["cpu_model"] in text
+    for label in ("`run` of busybox `true` (a Wasm `true` for yacr-wasm), no seccomp profile",
+                  "`run` of busybox `true` (a Wasm `true` for yacr-wasm), default seccomp "
+                  "profile",
+                  "create, start, wait, delete (containerd), no seccomp profile",
+                  "create, start, wait, delete (containerd), default seccomp profile",
+                  "peak RSS of `run`, no seccomp profile",
+                  "peak RSS of `run`, default seccomp profile"):
+        assert label in text, label
+    assert text.count("<!-- bench:begin") == 1 and text.count("<!-- bench:end -->") == 1
+
+
+@pytest.mark.parametrize("args", [["nosuch"], ["--runs", "0"], ["--runs", "x"],
+                                  ["--max-containers", "-1"], ["--report-only", "--out", "NONE"],
+                                  ["--report-only", "--out", "BAD"], ["--runtimes"]])
+def test_bad_input_is_one_line(args, tmp_path):
+    (tmp_path / "results.json").write_text("{not json")
+    args = [str(tmp_path / "none") if a == "NONE" else str(tmp_path) if a == "BAD" else a
+            for a in args]
+    p = subprocess.run([YACR, "bench", *args], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1, (args, p.stdout, p.stderr)
+    assert len(p.stderr.splitlines()) == 1 and "Traceback" not in p.stderr, p.stderr
 
 
 def test_start_path_never_imports_bench(runtime, bundles):

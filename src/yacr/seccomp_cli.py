@@ -88,8 +88,10 @@ def surface_main(ctx: Context, argv: list[str]) -> int:
     p = _Parser(prog="yacr seccomp surface",
                 description="Count the x86_64 syscalls a seccomp filter allows, read back from "
                 "a container process (PTRACE_SECCOMP_GET_FILTER) and evaluated for every "
-                "syscall number with arguments zero. Without arguments: yacr's default "
-                "profile and, if this build has it, the wasm allowlist.")
+                "syscall number, with arguments zero and for some arguments. Without "
+                "arguments: yacr's default profile, the wasm allowlist if this build has "
+                "it, and gVisor's host filters (its sandbox and gofer) if runsc is "
+                "installed.")
     p.add_argument("--profile", action="append", default=[], metavar="[LABEL=]FILE",
                    help="a linux.seccomp JSON object (or a config.json) to load on a busybox "
                    "container and measure")
@@ -97,8 +99,14 @@ def surface_main(ctx: Context, argv: list[str]) -> int:
                    help="measure a running process's filters")
     p.add_argument("--container", action="append", default=[], metavar="ID",
                    help="measure a running yacr container's init")
+    p.add_argument("--runsc", nargs="?", const=" ".join(surface.RUNSC_FLAGS), default=None,
+                   metavar="FLAGS",
+                   help="measure gVisor's host filters: run busybox under runsc with FLAGS "
+                   f"(default --runsc='{' '.join(surface.RUNSC_FLAGS)}', as yacr bench) and "
+                   "read back the filters of its sandbox and gofer")
     p.add_argument("--no-defaults", action="store_true",
-                   help="do not measure yacr's default profile and the wasm allowlist")
+                   help="do not measure yacr's default profile, the wasm allowlist and "
+                   "gVisor (unless --runsc)")
     p.add_argument("--rootfs", default=None, help="busybox rootfs for the measuring container")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--names", action="store_true", help="list the allowed syscalls too")
@@ -119,6 +127,25 @@ def surface_main(ctx: Context, argv: list[str]) -> int:
         wasm = wasm_allowlist_profile()
         if wasm is not None:
             surfaces.append(surface.measure_profile(wasm, "yacr wasm allowlist", o.rootfs))
+    runsc_flags = o.runsc
+    if runsc_flags is None and not o.no_defaults:
+        import shutil
+
+        if shutil.which("runsc"):
+            runsc_flags = " ".join(surface.RUNSC_FLAGS)
+        else:
+            sys.stderr.write("yacr seccomp surface: gVisor not measured: runsc is not "
+                             "installed (apt-get install runsc)\n")
+    if runsc_flags is not None:
+        import shlex
+
+        try:
+            flags = tuple(shlex.split(runsc_flags))
+        except ValueError as e:
+            raise UsageError(f"--runsc: {e}") from None
+        if any(not f.startswith("-") for f in flags):
+            raise UsageError(f"--runsc: expected runsc's global flags, got {runsc_flags!r}")
+        surfaces += surface.measure_runsc(o.rootfs, flags)
     for value in o.profile:
         label, path = _labelled(value, "--profile")
         surfaces.append(surface.measure_profile(_load_profile(path, "--profile"), label,
@@ -150,13 +177,17 @@ def surface_main(ctx: Context, argv: list[str]) -> int:
     if o.names:
         for s in surfaces:
             sys.stdout.write(f"\n{s.label}: {' '.join(s.names(s.allowed()))}\n")
+            if s.some_args:
+                sys.stdout.write(f"  and for some arguments: "
+                                 f"{' '.join(s.names(sorted(s.some_args)))}\n")
     return 0
 
 
 def seccomp_main(ctx: Context, argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         sys.stdout.write("usage: yacr seccomp surface [--profile [LABEL=]FILE] [--pid "
-                         "[LABEL=]PID] [--container ID] [--no-defaults] [--json] [--names]\n"
+                         "[LABEL=]PID] [--container ID] [--runsc[=FLAGS]] [--no-defaults] "
+                         "[--json] [--names]\n"
                          "\n  surface   count the syscalls seccomp filters allow (see "
                          "yacr seccomp surface --help)\n")
         return 0 if argv else 1

@@ -1,13 +1,16 @@
-"""`yacr bench`: yacr measured side by side with runc and crun, on bundles built here.
+"""`yacr bench`: yacr measured side by side with runc, crun and gVisor, on bundles built here.
 
 Every comparison runs the runtimes in one session, on the same bundle,
 interleaved and after a warm-up, and reports medians, spread and ratios to
-runc and crun beside absolute times, because the machines it runs on are
-noisy. Scenarios and runtimes plug in through `yacr.bench.registry`; results
-go to --out as results.json, results.csv, PNG plots and summary.md, and with
---publish to a docs directory as BENCHMARKS.md beside its plots. Nothing
-here is imported by the container hot path: `yacr bench` is a cold path, so
-argparse, json, rich and matplotlib are fine.
+runc, crun and runsc beside absolute times, because the machines it runs on
+are noisy; the machine itself (CPU, cores, kernel, cgroups, every runtime's
+version) is recorded with every run, because the ratios move between
+machines. Scenarios and runtimes plug in through `yacr.bench.registry`;
+results go to --out as results.json, results.csv, PNG plots and summary.md,
+and with --publish to a docs directory as BENCHMARKS.md beside its plots
+(and into the README's bench block). Nothing here is imported by the
+container hot path: `yacr bench` is a cold path, so argparse, json, rich and
+matplotlib are fine.
 """
 
 from __future__ import annotations
@@ -21,23 +24,36 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-DEFAULT_RUNTIMES = "yacr,yacr-wasm,runc,crun"
+DEFAULT_RUNTIMES = "yacr,yacr-wasm,runc,crun,runsc"
+QUICK_RUNS = 3
+"""--quick's runs: enough for a median and quartiles; with five runtimes and two seccomp
+configurations, more would double `make test`'s smoke test for figures nobody quotes."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line (and yacr's exit status 1), never usage."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        from yacr.errors import UsageError
+
+        raise UsageError(f"{self.prog}: {message}")
 
 
 def parser(names: list[str]) -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
+    ap = _Parser(
         prog="yacr bench", description=__doc__.splitlines()[0],
-        epilog="Needs root, busybox-static and gcc, and hyperfine for a cross-check (make "
-               "setup installs them). `make bench` runs everything into build/bench; `make "
-               "bench PUBLISH=docs` also rewrites docs/BENCHMARKS.md and docs/bench/*.png.")
+        epilog="Needs root, busybox-static and gcc, and hyperfine for a cross-check; runc, "
+               "crun and runsc (gVisor) to compare with (make setup installs them all). "
+               "`make bench` runs everything into build/bench; `make bench PUBLISH=docs` also "
+               "rewrites docs/BENCHMARKS.md, docs/bench/*.png and the README's table.")
     ap.add_argument("scenario", nargs="*", help=f"scenarios to run: {', '.join(names)} "
                     "(default: all)")
     ap.add_argument("--runtimes", default=DEFAULT_RUNTIMES,
                     help=f"comma-separated runtimes (default {DEFAULT_RUNTIMES}); missing "
                     "ones are skipped with the reason")
     ap.add_argument("--runs", type=int, default=30,
-                    help="timed runs per measurement, after warm-up (default 30; 5 with "
-                    "--quick)")
+                    help="timed runs per measurement, after warm-up (default 30; "
+                    f"{QUICK_RUNS} with --quick)")
     ap.add_argument("--quick", action="store_true",
                     help="every scenario small (a CI smoke test, not figures to quote)")
     ap.add_argument("--max-containers", type=int, default=0, metavar="N",
@@ -69,6 +85,10 @@ def main(argv: list[str]) -> int:
     unknown = [s for s in a.scenario if s not in registry.SCENARIOS]
     if unknown:
         ap.error(f"unknown scenario {unknown[0]!r}; choose from {', '.join(names)}")
+    if a.runs < 1:
+        ap.error(f"--runs must be at least 1, not {a.runs}")
+    if a.max_containers < 0:
+        ap.error(f"--max-containers must be positive, not {a.max_containers}")
     if a.list:
         for d in order:
             print(f"{d.name:<12} {d.title}")
@@ -81,7 +101,11 @@ def main(argv: list[str]) -> int:
         print("yacr bench runs containers with runc and crun: run it as root", file=sys.stderr)
         return 1
     os.makedirs(out, exist_ok=True)
-    runs = 5 if a.quick and a.runs == 30 else a.runs
+    runs = QUICK_RUNS if a.quick and a.runs == 30 else a.runs
+    from yacr.bench import measure
+
+    # from here on, this process measures and a parent reaps its orphans, as a shim would
+    measure.become_reaper()
     wanted = [d for d in order if not a.scenario or d.name in a.scenario]
     try:
         rc = _measure(a, out, runs, wanted, argv)
@@ -95,12 +119,9 @@ def main(argv: list[str]) -> int:
 
 
 def _publish(out: str, docs: str) -> None:
-    import json
-
     from yacr.bench import report
 
-    with open(os.path.join(out, "results.json")) as f:
-        results = json.load(f)
+    results = _load(out)
     for path in report.publish(results, out, os.path.abspath(docs)):
         print(f"published {path}")
 
@@ -113,9 +134,12 @@ def _measure(a: argparse.Namespace, out: str, runs: int, wanted: list[Any],
     from yacr.bench.ui import UI
 
     env = runtimes.Environment(os.path.join(out, "work"))
+    info = runtimes.machine_info()
     results: dict[str, Any] = {
         "format": report.FORMAT, "date": time.strftime("%Y-%m-%d %H:%M %Z"),
-        "machine": runtimes.machine_description(),
+        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": runtimes.machine_description(info), "machine_info": info,
+        "versions": runtimes.versions(env),
         "command": " ".join(["yacr bench", *argv]), "runs": runs, "quick": a.quick,
         "load": {"start": os.getloadavg()[0], "cpus": os.cpu_count()},
         "runtimes": {}, "skipped_runtimes": {}, "scenarios": {}}
@@ -169,14 +193,31 @@ def _measure(a: argparse.Namespace, out: str, runs: int, wanted: list[Any],
     return 1 if failed else 0
 
 
-def _report_only(out: str, publish: str = "") -> int:
+def _load(out: str) -> dict[str, Any]:
+    """A finished run's results.json, or a one-line error saying why it cannot be read."""
     import json
 
+    from yacr.errors import YacrError
+
+    path = os.path.join(out, "results.json")
+    try:
+        with open(path) as f:
+            results = json.load(f)
+    except OSError as e:
+        raise YacrError(f"yacr bench: cannot read {path}: {e.strerror} (run yacr bench "
+                        "--out DIR first)") from None
+    except ValueError as e:
+        raise YacrError(f"yacr bench: {path} is not JSON: {e}") from None
+    if not isinstance(results, dict) or not isinstance(results.get("scenarios"), dict):
+        raise YacrError(f"yacr bench: {path} is not a yacr bench results file")
+    return results
+
+
+def _report_only(out: str, publish: str = "") -> int:
     from yacr.bench import report
     from yacr.bench.ui import UI
 
-    with open(os.path.join(out, "results.json")) as f:
-        results = json.load(f)
+    results = _load(out)
     with UI() as ui:
         for name, scen in results["scenarios"].items():
             report.show(ui, name, scen)

@@ -10,7 +10,16 @@ container's process is not the runtime's child by then.
 from __future__ import annotations
 
 from yacr.bench import registry
-from yacr.bench.lifecycle import HELLO, WRAPPER, runs_of_true, sequence
+from yacr.bench.lifecycle import (
+    CONFIG_LABEL,
+    HELLO,
+    WRAPPER,
+    config_note,
+    pairs,
+    runs_of_true,
+    sequence,
+    split,
+)
 from yacr.bench.registry import Result
 
 TYPE_CHECKING = False
@@ -28,25 +37,30 @@ def plot(data: dict[str, Any], out: str) -> list[str]:
 
 @registry.scenario("cpu", "CPU: user+sys time per container start", order=20, plot=plot)
 def run(ctx: Context) -> Result:
-    res = Result()
-    pairs = ctx.with_bundles("true", res)
+    res = Result(param_label=CONFIG_LABEL)
+    by = pairs(ctx, "true", res)
 
     # the interleaved `run` of `true` of the lifecycle scenario: the same invocations
-    got = {n: f for n, f in runs_of_true(ctx, pairs).items()
-           if not n.endswith((HELLO, WRAPPER))}
-    for name, f in got.items():
-        res.add("run of true: user+sys", name, "ms", f["cpu"])
-    for name, f in got.items():
-        res.add("run of true: user", name, "ms", f["user"])
-    for name, f in got.items():
-        res.add("run of true: sys", name, "ms", f["sys"])
+    got = {k: f for k, f in runs_of_true(ctx, by).items()
+           if not split(k)[0].endswith((HELLO, WRAPPER))}
+    for field, label in (("cpu", "user+sys"), ("user", "user"), ("sys", "sys")):
+        for k, f in got.items():
+            name, config = split(k)
+            res.add(f"run of true: {label}", name, "ms", f[field], config)
     seq, _ = sequence(ctx)
     for field in ("cpu", "user", "sys"):
-        for name, f in seq.items():
-            label = "user+sys" if field == "cpu" else field
+        label = "user+sys" if field == "cpu" else field
+        for k, f in seq.items():
+            name, config = split(k)
             res.add(f"create+start+delete: {label}", name, "ms",
-                    f[f"create+start+delete {field}"])
+                    f[f"create+start+delete {field}"], config)
+    res.notes.append(config_note())
     res.notes.append("rusage of each invocation (wait4): the runtime and the children it "
                      "reaped; `run` includes the container's `true`, the split sequence "
                      "does not. Same invocations as the lifecycle scenario's `run of true`.")
+    if any(rt.name == "runsc" for ps in by.values() for rt, _ in ps):
+        res.notes.append("runsc: in `run`, the sandbox and the gofer are children runsc "
+                         "reaps, so their CPU counts; in the split sequence they outlive "
+                         "`create` and run the container, so, like a container's own "
+                         "process, their CPU is not in the figure.")
     return res

@@ -5,15 +5,25 @@ Seed 000's two charts, one line per runtime:
   the first 1, 10, 100, 500, 1000 and 1500 containers, with the spread of
   single starts in each stretch (a runtime that slows down as containers
   pile up shows it here);
-- memory of N sleeping containers, read at the same points: the PSS of
-  every process of the runtime's containers (runtime leftovers included),
-  and the change in system memory used since the first start (kernel
-  objects included, noisier).
+- memory of N sleeping containers, read at the same points, two ways: the
+  PSS of every process of the runtime's containers (runtime leftovers and
+  gVisor's sandboxes and gofers included: shared pages split between the
+  processes mapping them), and their private pages (Private_Clean +
+  Private_Dirty: what no other process maps, what deleting one container
+  gives back); both in total and per container. And the change in system
+  memory used since the first start (kernel objects included, noisier).
+
+Every busybox bundle uses one read-only rootfs, so all containers map the
+same busybox file and share its pages in the page cache, as containers of
+one image share its layers; a copy per bundle would make those pages private
+to every container and inflate every runtime's figures alike.
 
 Runtimes take turns, one whole ramp each, so their memory never mixes, and
 each ramp is torn down (delete --force, 8 at a time) before the next. A ramp
-stops early, and says so, when free memory falls under a reserve, so the
-machine stays usable; 500 containers is the least the issue asks for.
+stops early, and says so, when free memory falls under a reserve, or when the
+machine's tasks near its pid limit (gVisor's sandboxes are dozens of threads
+each), so the machine stays usable; 500 containers is the least the issue
+asks for.
 """
 
 from __future__ import annotations
@@ -39,6 +49,29 @@ def reserve_kib() -> int:
     return max(2 << 20, measure.meminfo()["MemTotal"] // 10)
 
 
+def tasks_left() -> tuple[int, int]:
+    """(tasks that can still be created, the limit): every thread takes a pid, and the
+    machine's limit is the lower of kernel.pid_max and kernel.threads-max."""
+    limits = []
+    for path in ("/proc/sys/kernel/pid_max", "/proc/sys/kernel/threads-max"):
+        try:
+            with open(path) as f:
+                limits.append(int(f.read()))
+        except (OSError, ValueError):
+            pass
+    try:
+        with open("/proc/loadavg") as f:
+            used = int(f.read().split()[3].split("/")[1])
+    except (OSError, ValueError, IndexError):
+        return 1 << 30, 0
+    limit = min(limits) if limits else 1 << 30
+    return limit - used, limit
+
+
+TASK_RESERVE = 0.15
+"""Share of the pid limit a ramp leaves to the rest of the machine."""
+
+
 def ramp(ctx: Context, rt: Runtime, bundle: str, points: tuple[int, ...]) -> dict[str, Any]:
     out: dict[str, Any] = {"points": [], "starts_ms": [], "stopped": ""}
     before = measure.used_kib()
@@ -47,10 +80,21 @@ def ramp(ctx: Context, rt: Runtime, bundle: str, points: tuple[int, ...]) -> dic
     with measure.Tracker(ctx) as tracker:
         with ctx.ui.task(f"density: {points[-1]} sleeping containers, {rt.name}",
                          points[-1]) as advance:
+            left0, limit = tasks_left()
             for n in range(1, points[-1] + 1):
                 if n % 10 == 1 and measure.meminfo()["MemAvailable"] < reserve:
                     out["stopped"] = (f"stopped at {n - 1} containers: less than "
                                       f"{reserve >> 20} GiB of memory left")
+                    ctx.ui.warn(f"{rt.name}: {out['stopped']}")
+                    break
+                left = tasks_left()[0]
+                # the tasks (threads) one container has taken so far, on average
+                per = (left0 - left) / (n - 1) if n > 1 else 0
+                if n % 10 == 1 and left < limit * TASK_RESERVE + 10 * per:
+                    out["stopped"] = (f"stopped at {n - 1} containers: the machine's tasks "
+                                      f"near its pid limit ({limit}; each container "
+                                      f"takes ~{per:.0f} tasks; sysctl kernel.pid_max "
+                                      "raises it)")
                     ctx.ui.warn(f"{rt.name}: {out['stopped']}")
                     break
                 cid = ctx.cid(rt, "d")
@@ -65,9 +109,10 @@ def ramp(ctx: Context, rt: Runtime, bundle: str, points: tuple[int, ...]) -> dic
                     out["points"].append({
                         "n": n, "boot_s": total / 1000,
                         "pss_mib": sum(p.get("pss_kib", 0) for p in procs) / 1024,
-                        "rss_mib": sum(p.get("rss_kib", 0) for p in procs) / 1024,
                         "private_mib": sum(p.get("private_kib", 0) for p in procs) / 1024,
+                        "rss_mib": sum(p.get("rss_kib", 0) for p in procs) / 1024,
                         "processes": len(procs),
+                        "tasks": left0 - tasks_left()[0],
                         "used_mib": (measure.used_kib() - before) / 1024})
         t0 = time.perf_counter()
         with ctx.ui.task(f"density: delete {len(tracker.made)} containers, {rt.name}", None):
@@ -133,12 +178,23 @@ def run(ctx: Context) -> Result:
                     p["n"])
     for name, r in ramps.items():
         for p in r["points"]:
-            res.add("system memory used by N sleeping containers", name, "MiB",
-                    [p["used_mib"]], p["n"], note="kernel included; noisy")
+            res.add("memory of N sleeping containers (private)", name, "MiB",
+                    [p.get("private_mib", 0.0)], p["n"])
     for name, r in ramps.items():
         for p in r["points"]:
-            res.add("own memory per sleeping container (Private_Clean+Private_Dirty)", name,
-                    "MiB", [p.get("private_mib", 0) / p["n"]], p["n"])
+            res.add("per container (PSS)", name, "MiB", [p["pss_mib"] / p["n"]], p["n"])
+    for name, r in ramps.items():
+        for p in r["points"]:
+            res.add("per container (private)", name, "MiB",
+                    [p.get("private_mib", 0.0) / p["n"]], p["n"])
+    for name, r in ramps.items():
+        for p in r["points"]:
+            res.add("processes per container", name, "", [p["processes"] / p["n"]], p["n"],
+                    ratios=False)
+    for name, r in ramps.items():
+        for p in r["points"]:
+            res.add("system memory used by N sleeping containers", name, "MiB",
+                    [p["used_mib"]], p["n"], note="kernel included; noisy")
     _wasm_ratios(ramps, res)
     drift = ", ".join(f"{name} {r['used_after_teardown_mib']:+.0f} MiB"
                       for name, r in ramps.items())
@@ -151,4 +207,12 @@ def run(ctx: Context) -> Result:
     res.raw = {"ramps": ramps, "points": list(points)}
     res.notes.append("boot time: summed wall time of `run --detach` of busybox `sleep`, one "
                      "after another, containers left running; memory read at the same N.")
+    res.notes.append("memory: every process in the containers' cgroups or naming the "
+                     "runtime's --root; PSS splits shared pages between the processes "
+                     "mapping them, private = Private_Clean + Private_Dirty (pages no other "
+                     "process maps). Every bundle uses one read-only busybox rootfs (one "
+                     "binary in the page cache, as an image's layers are shared).")
+    if "runsc" in ramps:
+        res.notes.append("runsc: each container is a sandbox (the Sentry), a gofer and ptrace "
+                         "stubs, all counted (see `processes per container`).")
     return res

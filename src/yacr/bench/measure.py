@@ -13,7 +13,12 @@
   mounts and processes afterwards.
 - `attributed` finds the processes that belong to a runtime's containers
   (by the session's ids in their cgroup paths, or the runtime's --root in
-  their command line) and reads their PSS and RSS.
+  their command line) and reads their memory two ways from smaps_rollup:
+  PSS (each page split between the processes that map it) and private pages
+  (Private_Clean + Private_Dirty: pages no other process maps).
+- `become_reaper`: the harness is the subreaper of every process it starts, as
+  containerd's shim is, so a container's processes are reaped as soon as they
+  exit (see `become_reaper`).
 """
 
 from __future__ import annotations
@@ -216,6 +221,50 @@ def sweep(env: Environment, runtimes: list[Runtime]) -> list[str]:
     return [cid for _, cid in items]
 
 
+# -- the reaper ---------------------------------------------------------------------------
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_reaper() -> int | None:
+    """Split this process in two: the child returns (None) and goes on to measure; the
+    parent becomes the subreaper of everything the child starts, reaps each orphan the
+    moment it exits, and exits with the child's status (its return value is never seen:
+    it calls os._exit).
+
+    Why: once a runtime's `create` returns, the container's processes are orphans. Under
+    containerd they become the shim's children (it is their subreaper) and are reaped
+    at once; here they would go to PID 1, which may reap late (this project's VMs reap
+    every second or so). runsc's `delete` polls until its sandbox process is gone, so a
+    late reaper would add whole seconds to gVisor's figures that no real deployment has.
+    The child keeps reaping its own direct children (spawn's wait4), untouched: only
+    orphans come here. Returns None (no split) if the kernel refuses a subreaper."""
+    import ctypes
+    import signal
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        return None
+    child = os.fork()
+    if child == 0:
+        return None  # a fork does not inherit the subreaper attribute: the parent has it
+    # Ctrl-C reaches the whole process group: the child handles it (cleans up, exits 130)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda s, _f: os.kill(child, s))
+    rc = 1
+    while True:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        if pid == child:
+            rc = os.waitstatus_to_exitcode(status)
+            rc = rc if rc >= 0 else 128 - rc
+            break
+    os._exit(rc)
+
+
 # -- processes and memory ---------------------------------------------------------------
 
 def _read(path: str) -> str:
@@ -231,10 +280,14 @@ def attributed(ctx: Context, rt: Runtime) -> list[dict[str, Any]]:
 
     A process counts when its cgroup path holds one of the runtime's container ids, or
     its command line names the runtime's --root (a runtime process that stayed behind,
-    e.g. a created container's init before it execs). PSS splits shared pages between
-    the processes that map them, so a sum of PSS counts each page once."""
+    e.g. a created container's init before it execs; gVisor's sandbox and gofer, which
+    are in the container's cgroup anyway). PSS splits shared pages between the
+    processes that map them, so a sum of PSS counts each page once; private pages are
+    those no other process maps (a page a container shares with nothing but itself is
+    private to each of its processes only if one process maps it)."""
     prefix = "/" + ctx.prefix(rt)
-    root = f" {rt.root} "  # spaced: .../state/yacr must not match .../state/yacr-wasm
+    # spaced: .../state/yacr must not match .../state/yacr-wasm
+    roots = (f" {rt.root} ", f" --root={rt.root} ")
     me = os.getpid()
     found = []
     for d in os.listdir("/proc"):
@@ -242,7 +295,7 @@ def attributed(ctx: Context, rt: Runtime) -> list[dict[str, Any]]:
             continue
         cg = _read(f"/proc/{d}/cgroup")
         cmd = _read(f"/proc/{d}/cmdline").replace("\0", " ")
-        if prefix not in cg and root not in f" {cmd}":
+        if prefix not in cg and not any(r in f" {cmd}" for r in roots):
             continue
         roll = _read(f"/proc/{d}/smaps_rollup")
         mem = {}

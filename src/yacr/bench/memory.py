@@ -32,19 +32,21 @@ if TYPE_CHECKING:
     from yacr.bench.runtimes import Runtime
 
 
+KEYS = ("pss", "private", "rss", "procs")
+
+
 def per_container(ctx: Context, rt: Runtime, cids: list[str]) -> dict[str, list[float]]:
-    """PSS and RSS (MiB) and process count per container, from one scan of /proc."""
+    """PSS, private pages and RSS (MiB) and process count per container, from one scan
+    of /proc."""
     procs = measure.attributed(ctx, rt)
-    by: dict[str, dict[str, float]] = {c: {"pss": 0.0, "rss": 0.0, "private": 0.0, "procs": 0}
-                                       for c in cids}
+    by: dict[str, dict[str, float]] = {c: dict.fromkeys(KEYS, 0.0) for c in cids}
     for p in procs:
         if p["cid"] in by:
             b = by[p["cid"]]
-            b["pss"] += p.get("pss_kib", 0) / 1024
-            b["rss"] += p.get("rss_kib", 0) / 1024
-            b["private"] += p.get("private_kib", 0) / 1024
+            for k in ("pss", "private", "rss"):
+                b[k] += p.get(f"{k}_kib", 0) / 1024
             b["procs"] += 1
-    return {k: [by[c][k] for c in cids] for k in ("pss", "rss", "private", "procs")}
+    return {k: [by[c][k] for c in cids] for k in KEYS}
 
 
 def resident(ctx: Context, rt: Runtime, bundle: str, k: int, start: bool,
@@ -102,20 +104,24 @@ def run(ctx: Context) -> Result:
         for name, d in data.items():
             res.add(f"PSS per {what}", name, "MiB", d["pss"])
         for name, d in data.items():
+            res.add(f"private per {what}", name, "MiB", d["private"])
+        for name, d in data.items():
             res.add(f"RSS per {what}", name, "MiB", d["rss"])
         for name, d in data.items():
-            # what the container holds on its own (Private_Clean + Private_Dirty): pages no
-            # other process maps, so what each more container of the same image costs
-            res.add(f"own memory per {what}", name, "MiB", d["private"])
-        for name, d in data.items():
-            res.add(f"processes per {what}", name, "", d["procs"])
+            res.add(f"processes per {what}", name, "", d["procs"], ratios=False)
     res.raw["containers"] = k
     res.notes.append(f"peak RSS of create: median of {runs}; resident: {k} containers per "
-                     "runtime, PSS/RSS of every process in their cgroups or naming the "
-                     "runtime's --root, per container.")
+                     "runtime, every process in their cgroups or naming the runtime's --root, "
+                     "per container: PSS (shared pages split between the processes mapping "
+                     "them), private (Private_Clean + Private_Dirty of smaps_rollup: pages no "
+                     "other process maps), RSS.")
     res.notes.append("created = `create` done, `start` not yet; running = busybox `sleep` "
-                     "(yacr-wasm: probe.wasm sleep); own memory = Private_Clean + "
-                     "Private_Dirty of smaps_rollup.")
+                     "(yacr-wasm: probe.wasm sleep). "
+                     "Bundles carry yacr's default seccomp profile; all share one read-only "
+                     "busybox rootfs, as containers of one image share its layers.")
+    if any(rt.name == "runsc" for rt, _ in pairs):
+        res.notes.append("runsc: a container is its sandbox (the Sentry), its gofer and its "
+                         "ptrace stubs, all in the container's cgroup and all counted.")
     if os.geteuid() != 0:
         res.notes.append("not run as root: other users' processes could not be read")
     return res

@@ -15,8 +15,12 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-COLORS = {"yacr": "#1f77b4", "yacr-wasm": "#9467bd", "runc": "#ff7f0e", "crun": "#2ca02c"}
-_OTHER = ["#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf", "#d62728"]
+COLORS = {"yacr": "#1f77b4", "yacr-wasm": "#9467bd", "runc": "#ff7f0e", "crun": "#2ca02c",
+          "runsc": "#d62728"}
+_OTHER = ["#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+CONFIGS = ("none", "default profile")
+"""The lifecycle's seccomp configurations, in the order bars are drawn (the second
+hatched)."""
 CAPTION = ""
 """When and where: set by the report before plotting, drawn under every figure."""
 
@@ -24,7 +28,7 @@ CAPTION = ""
 def color(series: str) -> str:
     series = series.split("\n")[0]  # "yacr-wasm\nhello" keeps yacr-wasm's colour
     if series not in COLORS:
-        COLORS[series] = _OTHER[(len(COLORS) - 4) % len(_OTHER)]
+        COLORS[series] = _OTHER[(len(COLORS) - 5) % len(_OTHER)]
     return COLORS[series]
 
 
@@ -74,7 +78,7 @@ def _label(m: dict[str, Any], digits: int = 1) -> str:
 
     text = fmt(m["median"], m["unit"])
     rs = [f"{v:.2f}\u00d7 {r}" for r, v in m.get("ratios", {}).items()
-          if r.split()[0] in ("runc", "crun")]
+          if r.split()[0] in ("runc", "crun", "runsc")]
     return text + ("\n" + "\n".join(rs) if rs else "")
 
 
@@ -103,53 +107,99 @@ def _bar_panel(ax: Any, ms: list[dict[str, Any]], title: str, ylabel: str,
     ax.grid(axis="y", alpha=0.3)
 
 
+def _config_bars(ax: Any, scen: dict[str, Any], metric: str, title: str, ylabel: str,
+                 extra: str = "") -> None:
+    """One group per series, one bar per seccomp configuration (none solid, the default
+    profile hatched), median with IQR whiskers, the median and its ratio to runc above.
+    `extra`: a second metric drawn as more groups (the Wasm hello, labelled so)."""
+    from matplotlib.patches import Patch
+
+    from yacr.bench.report import fmt
+
+    ms = [m for m in scen["measurements"] if m["metric"] == metric]
+    ms += [{**m, "series": f"{m['series']}\nWasm hello"} for m in scen["measurements"]
+           if extra and m["metric"] == extra]
+    series = list(dict.fromkeys(m["series"] for m in ms))
+    if not series:
+        ax.set_visible(False)
+        return
+    w = 0.38
+    top = max(m.get("q3", m["median"]) for m in ms)
+    for si, s in enumerate(series):
+        for ci, config in enumerate(CONFIGS):
+            m = next((x for x in ms if x["series"] == s and x["param"] == config), None)
+            if not m:
+                continue
+            x = si + (ci - 0.5) * w
+            ax.bar(x, m["median"], w * 0.92, color=color(s), hatch="//" if ci else None,
+                   edgecolor="white", alpha=0.65 if ci else 1.0,
+                   yerr=[[m["median"] - m.get("q1", m["median"])],
+                         [m.get("q3", m["median"]) - m["median"]]] if m.get("n", 0) > 1
+                   else None, capsize=2, ecolor="#333333")
+            r = m.get("ratios", {}).get("runc")
+            text = fmt(m["median"], "") + (f"\n{r:.2f}\u00d7 runc" if r else "")
+            ax.text(x, max(m["median"], m.get("q3", 0)) + top * 0.02, text, ha="center",
+                    va="bottom", fontsize=6.5)
+    ax.set_xticks(range(len(series)), series, fontsize=8.5)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.set_ylim(0, top * 1.3)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(handles=[Patch(facecolor="#777777", label="seccomp: none"),
+                       Patch(facecolor="#777777", alpha=0.65, hatch="//", edgecolor="white",
+                             label="seccomp: default profile")],
+              loc="upper left", fontsize=8)
+
+
 def lifecycle(scen: dict[str, Any], out: str) -> list[str]:
     plt = _plt()
-    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 5.2))
-    hello = [{**m, "series": f"{m['series']}\nWasm hello",
-              "ratios": {f"{r} true": v for r, v in m["ratios"].items()}}
-             for m in _ms(scen, "run of hello")]
-    true = [{**m, "series": m["series"] + ("\nWasm true" if "wasm" in m["series"] else "")}
-            for m in _ms(scen, "run of true")]
-    _bar_panel(a, true + hello,
-               "run of busybox true" + (" (and of a Wasm hello)" if hello else "")
-               + ", runtimes interleaved", "wall time per container (ms)")
+    fig, (a, b) = plt.subplots(1, 2, figsize=(18, 6.2))
+    _config_bars(a, scen, "run of true", "run of busybox true (and a Wasm hello), runtimes and "
+                 "configurations interleaved", "wall time per container (ms)",
+                 extra="run of hello")
     steps = ("create", "start", "wait", "delete")
-    series = [m["series"] for m in _ms(scen, "create+start+wait+delete")]
+    totals = [m for m in scen["measurements"] if m["metric"] == "create+start+wait+delete"]
+    series = list(dict.fromkeys(m["series"] for m in totals))
     if series:
-        shades = {"create": 1.0, "start": 0.7, "wait": 0.45, "delete": 0.25}
-        bottom = [0.0] * len(series)
-        for step in steps:
-            vals = []
-            for s in series:
-                m = next(x for x in _ms(scen, step) if x["series"] == s)
-                vals.append(m["median"])
-            b.bar(range(len(series)), vals, bottom=bottom, width=0.6,
-                  color=[color(s) for s in series], alpha=shades[step], edgecolor="white",
-                  label=step)
-            for i, v in enumerate(vals):
-                if v > 0.06 * max(sum(x["median"] for x in _ms(scen, st) if x["series"] ==
-                                      series[i]) for st in steps):
-                    b.text(i, bottom[i] + v / 2, f"{step} {v:.1f}", ha="center",
-                           va="center", fontsize=8, color="black")
-            bottom = [x + v for x, v in zip(bottom, vals, strict=True)]
-        for i, s in enumerate(series):
-            total = next(x for x in _ms(scen, "create+start+wait+delete") if x["series"] == s)
-            b.text(i, bottom[i] * 1.02, _label(total), ha="center", va="bottom", fontsize=8.5)
-        b.set_xticks(range(len(series)), series)
-        b.set_ylim(0, max(bottom) * 1.45)
-        b.set_ylabel("wall time per container, medians of each step (ms)")
-        b.set_title("create, start, wait, delete as separate invocations (containerd)")
-        b.grid(axis="y", alpha=0.3)
         from matplotlib.patches import Patch
 
+        shades = {"create": 1.0, "start": 0.7, "wait": 0.45, "delete": 0.25}
+        w = 0.38
+        top = 0.0
+        for si, s in enumerate(series):
+            for ci, config in enumerate(CONFIGS):
+                tot = next((m for m in totals if m["series"] == s and m["param"] == config),
+                           None)
+                if not tot:
+                    continue
+                x = si + (ci - 0.5) * w
+                bottom = 0.0
+                for step in steps:
+                    m = next((m for m in scen["measurements"] if m["metric"] == step and
+                              m["series"] == s and m["param"] == config), None)
+                    v = m["median"] if m else 0.0
+                    b.bar(x, v, w * 0.92, bottom=bottom, color=color(s), alpha=shades[step],
+                          hatch="//" if ci else None, edgecolor="white")
+                    bottom += v
+                top = max(top, bottom)
+                r = tot.get("ratios", {}).get("runc")
+                b.text(x, bottom * 1.01, f"{tot['median']:.0f}"
+                       + (f"\n{r:.2f}\u00d7 runc" if r else ""), ha="center", va="bottom",
+                       fontsize=7)
+        b.set_xticks(range(len(series)), series, fontsize=8.5)
+        b.set_ylim(0, top * 1.3)
+        b.set_ylabel("wall time per container, medians of each step (ms)")
+        b.set_title("create, start, wait, delete as separate invocations (containerd); "
+                    "hatched: default seccomp profile", fontsize=10)
+        b.grid(axis="y", alpha=0.3)
         b.legend(handles=[Patch(facecolor="#777777", alpha=shades[s], label=s) for s in steps],
-                 title="steps, darkest first\n(label: median of totals)", loc="upper right",
+                 title="steps, darkest first\n(label: median of totals)", loc="upper left",
                  fontsize=8, title_fontsize=8)
     else:
         b.set_visible(False)
     return [_save(fig, out, "lifecycle.png",
-                  "Lifecycle: time per container (median; whiskers: interquartile range)")]
+                  "Lifecycle: time per container, with no seccomp profile and with the default "
+                  "one (median; whiskers: interquartile range)")]
 
 
 def cpu(scen: dict[str, Any], out: str) -> list[str]:
@@ -158,46 +208,78 @@ def cpu(scen: dict[str, Any], out: str) -> list[str]:
 
     groups = [("run of true", "run of busybox true\n(runtime + container)"),
               ("create+start+delete", "create + start + delete\n(runtime only)")]
-    series = [m["series"] for m in _ms(scen, "run of true: user+sys")]
-    fig, ax = plt.subplots(figsize=(10, 5.2))
-    w = 0.8 / max(1, len(series))
+    series = list(dict.fromkeys(m["series"] for m in _ms_all(scen, "run of true: user+sys")))
+    fig, ax = plt.subplots(figsize=(13, 5.6))
+    bars = [(s, c) for s in series for c in CONFIGS]
+    w = 0.85 / max(1, len(bars))
     top = 0.0
     for gi, (g, _) in enumerate(groups):
-        for si, s in enumerate(series):
-            u = next((m for m in _ms(scen, f"{g}: user") if m["series"] == s), None)
-            sy = next((m for m in _ms(scen, f"{g}: sys") if m["series"] == s), None)
-            tot = next((m for m in _ms(scen, f"{g}: user+sys") if m["series"] == s), None)
+        for bi, (s, config) in enumerate(bars):
+            def get(metric: str, s: str = s, config: str = config) -> dict[str, Any] | None:
+                return next((m for m in _ms_all(scen, metric)
+                             if m["series"] == s and m["param"] == config), None)
+            u, sy, tot = get(f"{g}: user"), get(f"{g}: sys"), get(f"{g}: user+sys")
             if not (u and sy and tot):
                 continue
-            x = gi + (si - (len(series) - 1) / 2) * w
-            ax.bar(x, u["median"], w * 0.9, color=color(s))
+            x = gi + (bi - (len(bars) - 1) / 2) * w
+            hatch = "//" if config != CONFIGS[0] else None
+            ax.bar(x, u["median"], w * 0.9, color=color(s), hatch=hatch, edgecolor="white")
             ax.bar(x, sy["median"], w * 0.9, bottom=u["median"], color=color(s), alpha=0.45,
-                   hatch="//", edgecolor="white")
+                   hatch=hatch, edgecolor="white")
             h = u["median"] + sy["median"]
             top = max(top, h)
-            ax.text(x, h * 1.02, _label(tot), ha="center", va="bottom", fontsize=8)
+            ax.text(x, h * 1.02, f"{tot['median']:.0f}", ha="center", va="bottom", fontsize=7)
     ax.set_xticks(range(len(groups)), [t for _, t in groups])
     ax.set_ylabel("CPU time per container, user + system (ms)")
-    ax.set_ylim(0, top * 1.4 if top else 1)
+    ax.set_ylim(0, top * 1.3 if top else 1)
     ax.grid(axis="y", alpha=0.3)
     handles = [Patch(color=color(s), label=s) for s in series]
     handles += [Patch(facecolor="#999999", label="user"),
-                Patch(facecolor="#999999", alpha=0.45, hatch="//", label="system")]
+                Patch(facecolor="#999999", alpha=0.45, label="system"),
+                Patch(facecolor="#999999", hatch="//", edgecolor="white",
+                      label="default seccomp profile")]
     ax.legend(handles=handles, loc="upper right", fontsize=8, ncol=2)
-    return [_save(fig, out, "cpu.png", "CPU per container start (medians; label: user+sys)")]
+    return [_save(fig, out, "cpu.png", "CPU per container start (medians; label: user+sys ms; "
+                  "each runtime: no seccomp profile, then the default one hatched)")]
+
+
+def _pss_private(ax: Any, scen: dict[str, Any], what: str, title: str) -> None:
+    """Per series, PSS (solid) and private pages (hatched) per container."""
+    from yacr.bench.report import fmt
+
+    pss = _ms(scen, f"PSS per {what}")
+    if not pss:
+        ax.set_visible(False)
+        return
+    priv = {m["series"]: m for m in _ms(scen, f"private per {what}")}
+    top = max([m["median"] for m in pss] + [m["median"] for m in priv.values()] + [0.01])
+    for i, m in enumerate(pss):
+        for j, (mm, hatch) in enumerate(((m, None), (priv.get(m["series"]), "//"))):
+            if not mm:
+                continue
+            x = i + (j - 0.5) * 0.38
+            ax.bar(x, mm["median"], 0.36, color=color(m["series"]), hatch=hatch,
+                   edgecolor="white", alpha=0.65 if hatch else 1.0)
+            ax.text(x, mm["median"] + top * 0.02, fmt(mm["median"], ""), ha="center",
+                    va="bottom", fontsize=7.5)
+    ax.set_xticks(range(len(pss)), [m["series"] for m in pss], fontsize=8.5)
+    ax.set_ylabel("MiB per container: PSS (solid), private (hatched)")
+    ax.set_title(title, fontsize=10)
+    ax.set_ylim(0, top * 1.3)
+    ax.grid(axis="y", alpha=0.3)
 
 
 def memory(scen: dict[str, Any], out: str) -> list[str]:
     plt = _plt()
-    fig, axes = plt.subplots(1, 3, figsize=(14, 5.2))
+    fig, axes = plt.subplots(1, 3, figsize=(16, 5.4))
     _bar_panel(axes[0], _ms(scen, "peak RSS of create"), "peak RSS of the runtime's create",
                "peak RSS (MiB)")
-    _bar_panel(axes[1], _ms(scen, "PSS per created container"),
-               "resident per created, not started container", "PSS per container (MiB)")
-    _bar_panel(axes[2], _ms(scen, "PSS per running container"),
-               "per running container (busybox sleep)", "PSS per container (MiB)")
+    _pss_private(axes[1], scen, "created container",
+                 "per created, not started container")
+    _pss_private(axes[2], scen, "running container", "per running container (busybox sleep)")
     return [_save(fig, out, "memory.png",
-                  "Memory (median; whiskers: interquartile range)")]
+                  "Memory (median; whiskers: interquartile range). PSS splits shared pages; "
+                  "private: pages no other process maps")]
 
 
 def density(scen: dict[str, Any], out: str) -> list[str]:
@@ -233,6 +315,8 @@ def density_memory(scen: dict[str, Any], out: str, ramps: dict[str, Any]) -> str
     (kernel objects included, linear, zoomed past a runtime far above the others).
     Runtimes whose lines coincide (the same busybox `sleep`) get distinct markers and are
     named in the panel, so no line hides another unnoticed."""
+    from yacr.bench.report import fmt
+
     plt = _plt()
     fig, (a, b) = plt.subplots(1, 2, figsize=(15, 5.8))
     names = [n for n, r in ramps.items() if r["points"]]
@@ -241,12 +325,16 @@ def density_memory(scen: dict[str, Any], out: str, ramps: dict[str, Any]) -> str
         pts = ramps[n]["points"]
         ns = [p["n"] for p in pts]
         a.plot(ns, [max(p["pss_mib"], 0.01) for p in pts], marker=MARKERS[i % len(MARKERS)],
-               markersize=9 - 1.5 * i, linewidth=2.4 - 0.4 * i, color=color(n),
-               label=f"{n}: {last[n]['pss_mib']:,.0f} MiB at {last[n]['n']}")
+               markersize=max(3, 9 - 1.5 * i), linewidth=max(0.8, 2.4 - 0.4 * i),
+               color=color(n), label=f"{n}: {fmt(last[n]['pss_mib'], 'MiB')} PSS, "
+               f"{fmt(last[n].get('private_mib', 0), 'MiB')} private at {last[n]['n']}")
+        if all("private_mib" in p for p in pts):
+            a.plot(ns, [max(p["private_mib"], 0.01) for p in pts], linestyle="--",
+                   linewidth=1.2, color=color(n))
     a.set_yscale("log")
-    a.set_ylabel("PSS of the containers' processes (MiB, log scale)")
+    a.set_ylabel("memory of the containers' processes (MiB, log scale)")
     same = _coinciding(names, ramps, "pss_mib")
-    a.set_title("what the containers' processes map (PSS)"
+    a.set_title("PSS (solid) and private pages (dashed) of the containers' processes"
                 + (f"\n{', '.join(same)}: lines coincide (the same busybox sleep)"
                    if len(same) > 1 else ""), fontsize=10)
     a.legend(title="runtime: at the largest N", fontsize=8.5, title_fontsize=8.5,

@@ -92,16 +92,18 @@ class Measurement:
 class Result:
     """What a scenario returns: measurements, ratios' references, and anything else to keep.
 
-    `references` are the series that ratios are taken against (runc and crun for runtime
-    comparisons; an image for image sizes). `skipped` maps a series to why it did not run;
+    `references` are the series that ratios are taken against (runc, crun and runsc for
+    runtime comparisons; an image for image sizes). `skipped` maps a series to why it did not run;
     `raw` is kept verbatim in results.json for plots and later analysis.
     """
 
     measurements: list[Measurement] = field(default_factory=list)
-    references: tuple[str, ...] = ("runc", "crun")
+    references: tuple[str, ...] = ("runc", "crun", "runsc")
     notes: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
+    param_label: str = ""
+    """What `param` is, as a table's column header ("N", "seccomp"); "" guesses."""
 
     def add(self, metric: str, series: str, unit: str, samples: list[float],
             param: int | str | None = None, note: str = "", versus: str = "",
@@ -149,17 +151,19 @@ class Context:
     def prefix(self, rt: Runtime | None = None) -> str:
         return f"{self.session}.{rt.name}." if rt else f"{self.session}."
 
-    def bundle(self, rt: Runtime, workload: str) -> str:
-        """The bundle that runs `workload` on this runtime (raises Skip if none can)."""
-        return self.env.workload(rt.kind, workload)
+    def bundle(self, rt: Runtime, workload: str, seccomp: bool | None = None) -> str:
+        """The bundle that runs `workload` on this runtime (raises Skip if none can); with
+        seccomp True or False, with yacr's default profile or without any."""
+        return self.env.workload(rt.kind, workload, seccomp)
 
-    def with_bundles(self, workload: str, result: Result) -> list[tuple[Runtime, str]]:
+    def with_bundles(self, workload: str, result: Result, seccomp: bool | None = None
+                     ) -> list[tuple[Runtime, str]]:
         """The runtimes that can run `workload`, with their bundles; the others are
         recorded in result.skipped and printed. None at all skips the scenario."""
         out = []
         for rt in self.runtimes:
             try:
-                out.append((rt, self.bundle(rt, workload)))
+                out.append((rt, self.bundle(rt, workload, seccomp)))
             except Skip as e:
                 result.skipped[rt.name] = str(e)
                 self.ui.print(f"  skipping {rt.name}: {e}")

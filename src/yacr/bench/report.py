@@ -39,7 +39,8 @@ def to_json(res: Result) -> dict[str, Any]:
                     (m.get("median") or 0) > 0:
                 m["ratios"][ref] = m["median"] / r["median"]
     return {"status": "ok", "references": list(res.references), "notes": res.notes,
-            "skipped": res.skipped, "measurements": ms, "raw": res.raw}
+            "skipped": res.skipped, "measurements": ms, "raw": res.raw,
+            "param_label": res.param_label}
 
 
 def find(ms: list[dict[str, Any]], metric: str, series: str,
@@ -69,15 +70,19 @@ def spread(m: dict[str, Any]) -> str:
 
 
 def ratio(v: float | None) -> str:
-    return f"{v:.2f}\u00d7" if v is not None else ""
+    """Two decimals; two significant digits below 0.01 (0.0048x, not 0.00x)."""
+    if v is None:
+        return ""
+    return f"{v:.2g}\u00d7" if 0 < v < 0.01 else f"{v:.2f}\u00d7"
 
 
 def rows(scen: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """The long table of a scenario: metric, N, series, median, IQR, n, ratios."""
+    """The long table of a scenario: metric, N (or seccomp), series, median, IQR, n,
+    ratios."""
     refs = scen["references"]
     has_n = any(m["param"] is not None for m in scen["measurements"])
-    cols = ["metric", *(["N"] if has_n else []), "series", "median", "IQR (q1 \u2013 q3)", "n",
-            *[f"vs {r}" for r in refs]]
+    cols = ["metric", *([scen.get("param_label") or "N"] if has_n else []), "series",
+            "median", "IQR (q1 \u2013 q3)", "n", *[f"vs {r}" for r in refs]]
     out = []
     last = None
     for m in scen["measurements"]:
@@ -93,52 +98,99 @@ def rows(scen: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 # -- headline ----------------------------------------------------------------------------
 
 def _largest_common(scen: dict[str, Any], metric: str) -> Any:
-    """The largest N every series reached for a metric (density ramps may stop early)."""
+    """The largest N every series reached for a metric (density ramps may stop early).
+    Series whose ramp stopped early (memory or pids ran out: gVisor's sandboxes are
+    larger) do not hold the others back; they are shown at their own largest N."""
     per: dict[str, set[Any]] = {}
     for m in scen["measurements"]:
         if m["metric"] == metric:
             per.setdefault(m["series"], set()).add(m["param"])
-    common = set.intersection(*per.values()) if per else set()
+    stopped = {n for n, r in scen.get("raw", {}).get("ramps", {}).items() if r.get("stopped")}
+    full = [v for k, v in per.items() if k not in stopped] or list(per.values())
+    common = set.intersection(*full) if full else set()
     return max(common) if common else None
 
 
+def _at_most(scen: dict[str, Any], metric: str, series: str, n: Any) -> dict[str, Any] | None:
+    """A series' figure at N, or at its largest N below it (a ramp that stopped early)."""
+    ms = [m for m in scen["measurements"] if m["metric"] == metric and m["series"] == series
+          and isinstance(m["param"], int) and m["param"] <= n]
+    return max(ms, key=lambda m: m["param"]) if ms else None
+
+
+NONE, DEFAULT = "none", "default profile"
+
 HEADLINE = [
-    ("lifecycle", "run of true", None, "`run` of `true` (busybox; a Wasm `true` for yacr-wasm)"),
-    ("lifecycle", "run of hello", None, "`run` of a hello (Wasm: ratios to busybox `true`)"),
-    ("lifecycle", "create+start+wait+delete", None, "create, start, wait, delete (containerd)"),
-    ("lifecycle", "peak RSS of run", None, "peak RSS of `run`"),
-    ("cpu", "run of true: user+sys", None, "CPU (user+sys) per `run`"),
+    ("lifecycle", "run of true", NONE,
+     "`run` of busybox `true` (a Wasm `true` for yacr-wasm), no seccomp profile"),
+    ("lifecycle", "run of true", DEFAULT,
+     "`run` of busybox `true` (a Wasm `true` for yacr-wasm), default seccomp profile"),
+    ("lifecycle", "run of hello", NONE, "`run` of a Wasm hello (ratios: to busybox `true`), "
+     "no seccomp profile"),
+    ("lifecycle", "run of hello", DEFAULT, "`run` of a Wasm hello (ratios: to busybox `true`), "
+     "default seccomp profile"),
+    ("lifecycle", "create+start+wait+delete", NONE,
+     "create, start, wait, delete (containerd), no seccomp profile"),
+    ("lifecycle", "create+start+wait+delete", DEFAULT,
+     "create, start, wait, delete (containerd), default seccomp profile"),
+    ("lifecycle", "peak RSS of run", NONE, "peak RSS of `run`, no seccomp profile"),
+    ("lifecycle", "peak RSS of run", DEFAULT, "peak RSS of `run`, default seccomp profile"),
+    ("cpu", "run of true: user+sys", NONE, "CPU (user+sys) per `run`, no seccomp profile"),
+    ("cpu", "run of true: user+sys", DEFAULT, "CPU (user+sys) per `run`, default seccomp profile"),
     ("memory", "peak RSS of create", None, "peak RSS of `create`"),
     ("memory", "PSS per created container", None, "resident per created container (PSS)"),
-    ("memory", "PSS per running container", None, "per running `sleep` container (PSS)"),
+    ("memory", "private per running container", None,
+     "per running `sleep` container (private pages)"),
     ("density", "boot time, N sequential starts", "max", "boot time, {n} sequential starts"),
     ("density", "memory of N sleeping containers (PSS)", "max",
      "memory of {n} sleeping containers (PSS)"),
+    ("density", "per container (private)", "max",
+     "per container of {n} sleeping (private pages)"),
     ("density", "system memory used by N sleeping containers", "max",
      "system memory used by {n} sleeping containers"),
     ("concurrency", "wall time, N parallel", "max", "{n} parallel create+start+wait+delete"),
 ]
+"""The headline: (scenario, metric, param or "max" for the largest N, label)."""
+
+README_ROWS = {(m, p) for _s, m, p, _l in HEADLINE if m in (
+    "run of true", "create+start+wait+delete", "peak RSS of run")} | {
+    ("per container (private)", "max"), ("boot time, N sequential starts", "max"),
+    ("wall time, N parallel", "max")}
+"""The headline rows the README shows (`readme_block`): both seccomp rows of `run`, the
+containerd sequence and peak RSS, and one row each of density and concurrency (the Wasm
+hello has its own section in the README)."""
+
+REFERENCES = ("runc", "crun", "runsc")
 
 
-def headline(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """The table the README embeds: the key figures, one row each, runtimes side by side,
-    and yacr's (and yacr-wasm's) ratios to runc and crun."""
+def headline(results: dict[str, Any], rows: set[tuple[str, Any]] | None = None,
+             ratio_of: tuple[str, ...] = ("yacr", "yacr-wasm")
+             ) -> tuple[list[str], list[list[str]]]:
+    """The key figures, one row each, runtimes side by side, and the ratios of the series
+    in `ratio_of` to runc, crun and runsc (`rows`: only those (metric, param) rows)."""
     series = list(results.get("runtimes", {}))
-    ratio_cols = [(s, r) for s in ("yacr", "yacr-wasm") if s in series
-                  for r in ("runc", "crun") if r in series]
+    ratio_cols = [(s, r) for s in ratio_of if s in series for r in REFERENCES if r in series]
     cols = ["figure", *series, *[f"{s} ÷ {r}" for s, r in ratio_cols]]
     out = []
     for scen_name, metric, param, label in HEADLINE:
+        if rows is not None and (metric, param) not in rows:
+            continue
         scen = results["scenarios"].get(scen_name)
         if not scen or scen.get("status") != "ok":
             continue
         p = _largest_common(scen, metric) if param == "max" else param
         ms = {s: find(scen["measurements"], metric, s, p) for s in series}
+        if param == "max" and p is not None:
+            for s in series:  # a ramp that stopped early: its figure at its own largest N
+                if ms[s] is None and (m := _at_most(scen, metric, s, p)):
+                    ms[s] = {**m, "ratios": {}, "at": m["param"]}
         if not any(ms.values()):
             continue
         row = [label.format(n=p)]
         for s in series:
-            row.append(fmt(ms[s]["median"], ms[s]["unit"]) if ms[s] else "—")
+            m = ms[s]
+            row.append((fmt(m["median"], m["unit"]) + (f" (at {m['at']})" if "at" in m else ""))
+                       if m else "—")
         for s, r in ratio_cols:
             row.append(ratio(ms[s]["ratios"].get(r)) if ms[s] else "")
         out.append(row)
@@ -147,34 +199,57 @@ def headline(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 
 # -- targets -------------------------------------------------------------------------------
 
+HOT_PATH = [("run of true", 1.0), ("create+start+wait+delete", 1.0), ("start", 1.5),
+            ("state", 1.5), ("kill", 1.5), ("delete", 1.5), ("peak RSS of run", 1.0)]
+"""Issue 14's targets for yacr ÷ runc with no seccomp profile."""
+
+
 def targets(results: dict[str, Any]) -> list[str]:
-    """The figures other issues target, one line each, with the target and whether this run
+    """The figures the issues target, one line each, with the target and whether this run
     meets it: what a reader checks the README's claims against."""
     out = []
     scen = results["scenarios"].get("lifecycle", {})
     if scen.get("status") == "ok":
         ms = scen["measurements"]
-        y = find(ms, "run of true", "yacr")
+        hot = []
+        for metric, limit in HOT_PATH:
+            y = find(ms, metric, "yacr", NONE)
+            r = y and y["ratios"].get("runc")
+            if r:
+                hot.append(f"`{metric}` {_verdict(r, limit)}")
+        if hot:
+            out.append("yacr ÷ runc with no seccomp profile: " + "; ".join(hot))
+        y = find(ms, "run of true", "yacr", DEFAULT)
         r = y and y["ratios"].get("runc")
         if r:
-            out.append(f"yacr ÷ runc, `run` of busybox `true`: {_verdict(r, 0.75)}")
-        w = find(ms, "run of hello", "yacr-wasm")
-        r = w and w["ratios"].get("runc")
-        if r:
-            out.append("yacr-wasm `run` of a Wasm hello ÷ runc `run` of busybox `true`: "
-                       + _verdict(r, 0.5))
+            out.append("yacr ÷ runc, `run` of busybox `true` with the default seccomp profile: "
+                       + _verdict(r, 0.75))
+        for config in (NONE, DEFAULT):
+            w = find(ms, "run of hello", "yacr-wasm", config)
+            r = w and w["ratios"].get("runc")
+            if r:
+                out.append("yacr-wasm `run` of a Wasm hello ÷ runc `run` of busybox `true`, "
+                           f"{'no seccomp profile' if config == NONE else 'default profile'} "
+                           f"for both: {_verdict(r, 0.5)}")
     scen = results["scenarios"].get("density", {})
     if scen.get("status") == "ok":
         metric = "memory of N sleeping containers (PSS)"
         n = _largest_common(scen, metric)
         parts = []
         for s in results.get("runtimes", {}):
-            pss = find(scen["measurements"], metric, s, n)
+            pss = find(scen["measurements"], metric, s, n) or (
+                n is not None and _at_most(scen, metric, s, n))
+            if not pss:
+                continue
+            at = pss["param"]
+            priv = find(scen["measurements"], "memory of N sleeping containers (private)", s,
+                        at)
             used = find(scen["measurements"], "system memory used by N sleeping containers",
-                        s, n)
-            if pss:
-                parts.append(f"{s} {fmt(pss['median'], 'MiB')} PSS"
-                             + (f" / {fmt(used['median'], 'MiB')} system" if used else ""))
+                        s, at)
+            parts.append(f"{s} {fmt(pss['median'], 'MiB')} PSS"
+                         + (f" / {fmt(priv['median'], 'MiB')} private" if priv else "")
+                         + (f" / {fmt(used['median'], 'MiB')} system" if used else "")
+                         + (f" (at {at})" if at != n else ""))
         if parts and n:
             out.append(f"memory of {n} idle (sleeping) containers: " + "; ".join(parts)
                        + ("" if n >= 500 else " (fewer than the 500 the issue asks for)"))
@@ -190,7 +265,9 @@ def targets(results: dict[str, Any]) -> list[str]:
 
 
 def _verdict(r: float, limit: float, what: str = "target") -> str:
-    return f"**{r:.2f}\u00d7** ({what} ≤ {limit}\u00d7: {'met' if r <= limit else 'not met'})"
+    """Judged on the ratio as printed (1.004 reads 1.00x, which meets <= 1.0x)."""
+    met = round(r, 2) <= limit
+    return f"**{r:.2f}\u00d7** ({what} ≤ {limit}\u00d7: {'met' if met else 'not met'})"
 
 
 # -- writers -------------------------------------------------------------------------------
@@ -221,7 +298,7 @@ def write(results: dict[str, Any], out: str, ui: UI | None = None) -> list[str]:
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["scenario", "metric", "N", "series", "unit", "median", "q1", "q3", "min",
-                    "max", "n", "vs_runc", "vs_crun", "vs_busybox", "vs_native"])
+                    "max", "n", *[f"vs_{r}" for r in CSV_REFS]])
         for sname, scen in results["scenarios"].items():
             for m in scen.get("measurements", []):
                 w.writerow([sname, m["metric"], "" if m["param"] is None else m["param"],
@@ -237,7 +314,7 @@ def write(results: dict[str, Any], out: str, ui: UI | None = None) -> list[str]:
     return written
 
 
-CSV_REFS = ("runc", "crun", "busybox", "native")
+CSV_REFS = ("runc", "crun", "runsc", "busybox", "native")
 """The references with a ratio column in results.csv (runtimes, images, the shootout)."""
 
 
@@ -253,11 +330,56 @@ def _md_table(cols: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def describe_runtimes(results: dict[str, Any]) -> str:
+    """`yacr (yacr version 0.1.0), ..., runsc (runsc version X; --network=none ...)`."""
     parts = []
     for name, r in results.get("runtimes", {}).items():
         v = r.get("version", "")
-        parts.append(f"{name} ({v})" if v and v != "?" else name)
+        extra = [x for x in (v if v and v != "?" else "", r.get("flags", "")) if x]
+        parts.append(f"{name} ({'; '.join(extra)})" if extra else name)
     return ", ".join(parts)
+
+
+def describe_machine(results: dict[str, Any]) -> list[str]:
+    """The machine the figures come from, one fact per item: CPU model and count, memory,
+    kernel, cgroup layout, the interpreter yacr ran on (older results: one line)."""
+    m = results.get("machine_info")
+    if not m:
+        return [results.get("machine", "?")]
+    cpus = f"{m['cpus']} {'virtual CPUs (a VM)' if m.get('virtual') else 'CPUs'}"
+    if m.get("cores") and m["cores"] != m["cpus"]:
+        cpus += f", {m['cores']} cores"
+    return [f"CPU: {m.get('cpu_model') or '?'}, {cpus}",
+            f"memory: {float(m.get('memory_gib', 0)):.0f} GiB",
+            f"kernel: Linux {m.get('kernel', '?')} ({m.get('arch', '?')})",
+            f"cgroups: {m.get('cgroups', '?')}",
+            f"Python (yacr's interpreter): {m.get('python', '?')}"]
+
+
+def machine_paragraph(results: dict[str, Any]) -> list[str]:
+    """When, where and with what: the lines every summary starts with."""
+    lines = [f"Measured with `{results['command']}` on {results['date']}"
+             + (f" ({results['date_utc']})" if results.get("date_utc") else "") + ".", "",
+             "Machine: " + "; ".join(describe_machine(results)) + ".", "",
+             f"Runtimes: {describe_runtimes(results)}."]
+    missing = {n: v for n, v in results.get("versions", {}).items()
+               if n not in results.get("runtimes", {})}
+    for name, r in results.get("runtimes", {}).items():
+        if r.get("note"):
+            lines.append(f"{name} runs {r['note']}.")
+    for name, why in results.get("skipped_runtimes", {}).items():
+        lines.append(f"Skipped {name}: {why}.")
+        missing.pop(name, None)
+    if missing:
+        lines.append("Not in this run: " + ", ".join(f"{n} ({v})" for n, v in missing.items())
+                     + ".")
+    load = results.get("load", {})
+    if load.get("start") is not None and load.get("end") is not None:
+        # other work on the machine is what makes one session's figures move: say how much
+        lines.append(f"Load average (1 min) at the start and the end: {load['start']:.1f}, "
+                     f"{load['end']:.1f}, on {load.get('cpus', '?')} CPUs"
+                     + (" (other work was running)." if max(load["start"], load["end"]) >= 1
+                        else "."))
+    return lines
 
 
 RATIOS_HELP = (
@@ -266,9 +388,11 @@ RATIOS_HELP = (
     "session (repeated timings with the runtimes interleaved round by round; density ramps "
     "one runtime after another). Below 1\u00d7 the series needs less time or "
     "memory than the reference; 0.75\u00d7 means 25% less. Absolute times move by ±10% or more "
-    "from one session to the next on a shared machine and depend on the machine; the ratios "
-    "are what carries over. Small cells under a median give the interquartile range "
-    "(q1\u2013q3) of its samples.")
+    "from one session to the next on a shared machine, and the ratios move between machines "
+    "too (a faster CPU shortens an interpreter's start more than a Go binary's; a seccomp "
+    "profile costs runc and crun a compilation on every start): read them with the machine "
+    "they come from. Small cells under a median give the interquartile range (q1\u2013q3) "
+    "of its samples.")
 
 
 def wide_rows(scen: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
@@ -282,7 +406,8 @@ def wide_rows(scen: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
              if any(m["series"] == s and r in m["ratios"] for m in ms)]
     has_n = any(m["param"] is not None for m in ms)
     counts = all(isinstance(m["param"], int) for m in ms if m["param"] is not None)
-    cols = ["figure", *([("N" if counts else "case")] if has_n else []), *series,
+    label = scen.get("param_label") or ("N" if counts else "case")
+    cols = ["figure", *([label] if has_n else []), *series,
             *[f"{s} ÷ {r}" for s, r in pairs]]
     keys = list(dict.fromkeys((m["metric"], m["param"]) for m in ms))
     out = []
@@ -316,21 +441,7 @@ def markdown(results: dict[str, Any], images: str = "", heading: str = "###") ->
     """summary.md (and the body of a published BENCHMARKS.md): how it was measured, the
     targets, the headline table, then every scenario with its plots (`images` prefixes
     their paths)."""
-    lines = [f"Measured with `{results['command']}` on {results['date']}, "
-             f"{results['machine']}.", "",
-             f"Runtimes: {describe_runtimes(results)}."]
-    for name, r in results.get("runtimes", {}).items():
-        if r.get("note"):
-            lines.append(f"{name} runs {r['note']}.")
-    for name, why in results.get("skipped_runtimes", {}).items():
-        lines.append(f"Skipped {name}: {why}.")
-    load = results.get("load", {})
-    if load.get("start") is not None and load.get("end") is not None:
-        # other work on the machine is what makes one session's figures move: say how much
-        lines.append(f"Load average (1 min) at the start and the end: {load['start']:.1f}, "
-                     f"{load['end']:.1f}, on {load.get('cpus', '?')} CPUs"
-                     + (" (other work was running)." if max(load["start"], load["end"]) >= 1
-                        else "."))
+    lines = machine_paragraph(results)
     if results.get("note"):
         lines.append(results["note"])
     if results.get("quick"):
@@ -388,9 +499,12 @@ def publish(results: dict[str, Any], out: str, docs: str) -> list[str]:
         "",
         "<!-- Generated by `yacr bench --publish`; do not edit: re-run it instead. -->",
         "",
-        "yacr side by side with runc and crun (and yacr running Wasm modules), every "
-        "scenario of `yacr bench` from one session of it: start-up time, CPU, memory, "
-        "density up to 1500 containers, image size, concurrency and Wasm execution.",
+        "yacr side by side with runc, crun and gVisor (runsc), and yacr running Wasm "
+        "modules, every scenario of `yacr bench` from one session of it: start-up time "
+        "with and without a seccomp profile, CPU, memory, density up to 1500 containers, "
+        "image size, concurrency and Wasm execution. The figures are this machine's: "
+        "`make bench PUBLISH=docs` rewrites this page (and the README's table) from a "
+        "fresh run on the machine at hand.",
         "",
         "To reproduce on your machine, as root (see `yacr bench --help` for scenarios, "
         "`--runtimes`, `--runs` and `--quick`):",
@@ -409,7 +523,50 @@ def publish(results: dict[str, Any], out: str, docs: str) -> list[str]:
     with open(path, "w") as f:
         f.write("\n".join(page))
     written.append(path)
+    readme = os.path.join(os.path.dirname(docs.rstrip("/")), "README.md")
+    if update_readme(readme, results):
+        written.append(readme)
     return written
+
+
+README_BEGIN = "<!-- bench:begin"
+README_END = "<!-- bench:end -->"
+
+
+def readme_block(results: dict[str, Any]) -> str:
+    """What the README shows of a run, between its bench markers: when and where, the
+    runtimes, the headline rows it keeps (README_ROWS), and the targets."""
+    lines = [f"{README_BEGIN}: written by `make bench PUBLISH=docs` from its run; do not "
+             "edit -->", "", *machine_paragraph(results), ""]
+    if results.get("quick"):
+        lines += ["**--quick run: small samples for a smoke test, not figures to quote.**", ""]
+    cols, hrows = headline(results, README_ROWS, ratio_of=("yacr",))
+    lines += ["Medians; a ratio is yacr's median divided by the other runtime's, same "
+              "session, same seccomp configuration:", "", *_md_table(cols, hrows), ""]
+    tg = targets(results)
+    if tg:
+        lines += ["Targets, from the same run:", "", *[f"- {t}" for t in tg], ""]
+    lines.append(README_END)
+    return "\n".join(lines)
+
+
+def update_readme(path: str, results: dict[str, Any]) -> bool:
+    """Replace the block between the README's bench markers with this run's; False when
+    there is no README or it has no markers (a --publish into some other directory)."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        return False
+    a = text.find(README_BEGIN)
+    b = text.find(README_END, a)
+    if a < 0 or b < 0:
+        return False
+    new = text[:a] + readme_block(results) + text[b + len(README_END):]
+    if new != text:
+        with open(path, "w") as f:
+            f.write(new)
+    return True
 
 
 def show(ui: UI, name: str, scen: dict[str, Any]) -> None:

@@ -1,4 +1,4 @@
-"""Runtime adapters for the benchmarks: how to invoke yacr, yacr-wasm, runc and crun.
+"""Runtime adapters for the benchmarks: how to invoke yacr, yacr-wasm, runc, crun and runsc.
 
 A runtime is an argv prefix with its own --root under the session's work
 directory, plus the kind of bundle it runs ("native" busybox bundles, or
@@ -10,6 +10,18 @@ crun 1.8 refuses hybrid cgroup hosts; on those it runs inside a private mount
 namespace where /sys/fs/cgroup/unified is unmounted. The wrapper doing that is
 a few lines of C compiled here (its own start-up cost is measured and shown),
 or a shell fallback when there is no compiler.
+
+gVisor (runsc) runs the same bundles with the flags in RUNSC_FLAGS: the ptrace
+platform (KVM is not usable in every VM), no network stack (the other runtimes
+get an empty network namespace too), and --oci-seccomp so that a bundle's
+seccomp profile is enforced inside the sandbox rather than ignored. Each
+container is a sandbox process (the Sentry), a gofer, and ptrace stubs, all in
+the container's cgroup: the memory figures count them all.
+
+Every bundle exists in two configurations, with yacr's default seccomp profile
+(what `yacr spec --seccomp` writes, as containerd and podman pass one) and
+without any (runc's template, as Kubernetes runs pods unless asked otherwise):
+`Environment.workload(..., seccomp=...)` derives either from what a builder made.
 """
 
 from __future__ import annotations
@@ -21,6 +33,13 @@ import sys
 
 from yacr.bench import registry
 from yacr.bench.registry import Skip
+
+RUNSC_FLAGS = ("--network=none", "--platform=ptrace", "--oci-seccomp")
+"""runsc's global flags in every invocation (see the module's docstring)."""
+
+SECCOMP_CONFIGS = (("none", False), ("default profile", True))
+"""The two configurations of every lifecycle figure: (label, with yacr's default
+profile). The label is the figure's `param`, shown in a `seccomp` column."""
 
 _WRAPPER_C = r"""
 #define _GNU_SOURCE
@@ -110,9 +129,11 @@ class Environment:
         write_config(path, spec)
         return path
 
-    def workload(self, kind: str, workload: str) -> str:
+    def workload(self, kind: str, workload: str, seccomp: bool | None = None) -> str:
         """The bundle of a workload for a kind of runtime, built on first use; a builder's
-        Skip is remembered, so it is reported once and not retried."""
+        Skip is remembered, so it is reported once and not retried. seccomp True or
+        False: the same bundle with yacr's default profile or without any profile,
+        whatever the builder chose (see `with_seccomp`)."""
         key = (kind, workload)
         if key not in self._bundles:
             builder = registry.BUILDERS.get(kind)
@@ -128,7 +149,37 @@ class Environment:
         got = self._bundles[key]
         if isinstance(got, Skip):
             raise got
-        return got
+        if seccomp is None:
+            return got
+        vkey = (kind, f"{workload}/{'seccomp' if seccomp else 'noseccomp'}")
+        if vkey not in self._bundles:
+            self._bundles[vkey] = with_seccomp(got, seccomp)
+        return self._bundles[vkey]  # type: ignore[return-value]
+
+
+def with_seccomp(bundle: str, seccomp: bool) -> str:
+    """A sibling of `bundle` (BUNDLE.seccomp or BUNDLE.noseccomp) with the same config.json
+    but linux.seccomp set to yacr's default profile (`yacr spec --seccomp`'s) or removed.
+    The rootfs is not copied: root.path points at the original's."""
+    import json
+
+    from yacr.bundle import write_config
+    from yacr.linux.seccomp_default import default_profile
+    from yacr.specgen import DEFAULT_CAPS
+
+    with open(os.path.join(bundle, "config.json")) as f:
+        spec = json.load(f)
+    root = spec.get("root", {})
+    if root.get("path") and not os.path.isabs(root["path"]):
+        root["path"] = os.path.join(bundle, root["path"])
+    linux = spec.setdefault("linux", {})
+    if seccomp:
+        linux["seccomp"] = default_profile(DEFAULT_CAPS)
+    else:
+        linux.pop("seccomp", None)
+    out = f"{bundle.rstrip('/')}.{'seccomp' if seccomp else 'noseccomp'}"
+    write_config(out, spec)
+    return out
 
 
 NATIVE_ARGS = {"true": ["true"], "sleep": ["sleep", "1000000"], "hello": ["echo", "hello"]}
@@ -173,13 +224,15 @@ class Runtime:
     the kind of bundles it runs."""
 
     def __init__(self, name: str, exe: str, prefix: list[str], root: str,
-                 kind: str = "native", note: str = "") -> None:
+                 kind: str = "native", note: str = "", flags: tuple[str, ...] = ()) -> None:
         self.name = name
         self.exe = exe
         self.prefix = prefix
         self.root = root
         self.kind = kind
         self.note = note
+        self.flags = flags
+        """Global flags beyond --root that every invocation gets (printed with figures)."""
         self._version: str | None = None
 
     def cmd(self, *args: str) -> list[str]:
@@ -201,7 +254,7 @@ class Runtime:
 
     def describe(self) -> dict[str, str]:
         return {"exe": self.exe, "version": self.version(), "kind": self.kind,
-                "note": self.note}
+                "note": self.note, "flags": " ".join(self.flags)}
 
 
 def _hybrid() -> bool:
@@ -274,6 +327,20 @@ def crun(env: Environment) -> Runtime:
     return _installed(env, "crun")
 
 
+@registry.runtime("runsc")
+def runsc(env: Environment) -> Runtime:
+    """gVisor: every container is its own sandbox (a user-space kernel, the Sentry, and a
+    gofer that opens files for it), started with RUNSC_FLAGS."""
+    path = shutil.which("runsc")
+    if path is None:
+        raise Skip("not installed (apt-get install runsc; make setup installs it)")
+    root = state_root(env, "runsc")
+    note = (f"gVisor with {' '.join(RUNSC_FLAGS)}: each container is a sandbox (the Sentry), "
+            "a gofer and ptrace stubs, all counted in its memory figures")
+    return Runtime("runsc", path, [path, "--root", root, *RUNSC_FLAGS], root, "native",
+                   note, RUNSC_FLAGS)
+
+
 def select(names: list[str], env: Environment, say: object = print
            ) -> tuple[list[Runtime], dict[str, str]]:
     """The runtimes asked for that can run here, and why the others cannot."""
@@ -295,26 +362,80 @@ def select(names: list[str], env: Environment, say: object = print
     return out, skipped
 
 
-def machine_description() -> str:
-    cpus = os.cpu_count()
-    mem = 0
+def cgroup_layout() -> str:
+    if _hybrid():
+        return "hybrid cgroups (v1 controllers, cgroup2 at /sys/fs/cgroup/unified)"
+    if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+        return "cgroup v2"
+    return "cgroup v1"
+
+
+def machine_info() -> dict[str, object]:
+    """What the figures depend on besides the runtimes: the CPU (model, how many, virtual
+    or not), memory, kernel, cgroup layout, and the interpreter yacr runs on."""
+    import platform
+
     model = ""
     vm = False
+    cores: set[tuple[str, str]] = set()
+    phys = core = ""
+    mem = 0
     try:
         with open("/proc/meminfo") as f:
-            mem = round(int(f.readline().split()[1]) / 1024 / 1024)
+            mem = int(f.readline().split()[1])
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name") and not model:
-                    model = line.split(":", 1)[1].strip()
-                elif line.startswith("flags"):
+                k, _, v = line.partition(":")
+                k, v = k.strip(), v.strip()
+                if k == "model name" and not model:
+                    model = v
+                elif k == "flags":
                     # CPUID's hypervisor bit: the CPUs are virtual, and shared with others
-                    vm = " hypervisor" in line
-                    break
+                    vm = vm or "hypervisor" in v.split()
+                elif k == "physical id":
+                    phys = v
+                elif k == "core id":
+                    core = v
+                elif not k and (phys or core):
+                    cores.add((phys, core))
+                    phys = core = ""
+        if phys or core:
+            cores.add((phys, core))
     except OSError:
         pass
     u = os.uname()
-    cg = "hybrid cgroups" if _hybrid() else (
-        "cgroup v2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "cgroup v1")
-    cpu = f"{cpus} {'vCPUs' if vm else 'CPUs'}" + (f" ({model})" if model else "")
-    return f"{'a VM, ' if vm else ''}{u.machine}, {cpu}, {mem} GiB, Linux {u.release}, {cg}"
+    return {"cpu_model": model, "cpus": os.cpu_count() or 0,
+            "cores": len(cores) or os.cpu_count() or 0, "virtual": vm,
+            "memory_gib": round(mem / 1024 / 1024, 1), "kernel": u.release, "arch": u.machine,
+            "cgroups": cgroup_layout(),
+            "python": f"{platform.python_implementation()} {platform.python_version()} "
+                      f"({sys.executable})"}
+
+
+def machine_description(info: dict[str, object] | None = None) -> str:
+    """One line for captions and summaries: `a VM, x86_64, 2 vCPUs (MODEL), 23 GiB, Linux
+    6.18, hybrid cgroups`."""
+    m = info or machine_info()
+    cpus = m["cpus"]
+    cpu = f"{cpus} {'vCPUs' if m['virtual'] else 'CPUs'}"
+    if m["cores"] and m["cores"] != cpus:
+        cpu += f" on {m['cores']} cores"
+    if m["cpu_model"]:
+        cpu += f" ({m['cpu_model']})"
+    cg = str(m["cgroups"]).split(" (")[0]
+    return (f"{'a VM, ' if m['virtual'] else ''}{m['arch']}, {cpu}, "
+            f"{float(m['memory_gib']):.0f} GiB, Linux {m['kernel']}, {cg}")  # type: ignore[arg-type]
+
+
+def versions(env: Environment) -> dict[str, str]:
+    """The version of every runtime the harness knows, available here or not,
+    so that a summary names what it compared against and what it could not."""
+    out = {}
+    for name, factory in registry.RUNTIMES.items():
+        try:
+            out[name] = factory(env).version()
+        except Skip:
+            out[name] = "not available"
+        except Exception as e:  # noqa: BLE001 - a version is information, never fatal
+            out[name] = f"? ({type(e).__name__})"
+    return out
