@@ -59,6 +59,19 @@ def _log_path(env: Environment, cmd: list[str]) -> str:
     return os.path.join(env.work, "logs", f"{os.getpid()}-{os.path.basename(cmd[0])}.log")
 
 
+def null_files(env: Environment) -> tuple[str, str]:
+    """(an empty file, a file that takes whatever is written) in the bench's work
+    directory, made once: what the runtimes get for stdin and stdout."""
+    d = os.path.join(env.work, "logs")
+    empty, sink = os.path.join(d, "stdin.empty"), os.path.join(d, "stdout.sink")
+    if not os.path.exists(sink):
+        os.makedirs(d, exist_ok=True)
+        for path in (empty, sink):
+            with open(path, "w"):
+                pass
+    return empty, sink
+
+
 def spawn(env: Environment, cmd: list[str], check: bool = True, timeout: float = 120,
           log: str | None = None) -> Run:
     """Run cmd to completion; its stderr goes to `log` (a file, truncated first)."""
@@ -66,8 +79,11 @@ def spawn(env: Environment, cmd: list[str], check: bool = True, timeout: float =
 
     log = log or _log_path(env, cmd) + f".{threading.get_ident()}"
     os.makedirs(os.path.dirname(log), exist_ok=True)
-    fa = [(os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
-          (os.POSIX_SPAWN_OPEN, 1, "/dev/null", os.O_WRONLY, 0),
+    # stdin and stdout are files of the bench's, not the host's /dev/null: gVisor's sandbox
+    # fchowns the stdio it is handed to its own user (nobody), and did so to /dev/null
+    empty, sink = null_files(env)
+    fa = [(os.POSIX_SPAWN_OPEN, 0, empty, os.O_RDONLY, 0),
+          (os.POSIX_SPAWN_OPEN, 1, sink, os.O_WRONLY | os.O_APPEND, 0),
           (os.POSIX_SPAWN_OPEN, 2, log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)]
     t0 = time.perf_counter()
     pid = os.posix_spawnp(cmd[0], cmd, os.environ, file_actions=fa)

@@ -677,11 +677,14 @@ def measure_runsc(rootfs: str | None = None, flags: tuple[str, ...] = RUNSC_FLAG
         base = [exe, f"--root={root}", *flags]
         cid = f"surface-runsc-{os.getpid()}"
         try:
-            # stderr to a file, not a pipe: the sandbox keeps runsc's stdio open
-            with open(os.path.join(tmp, "err"), "w+") as err:
+            # stdio are files of our own, never the host's /dev/null: the sandbox fchowns
+            # the stdio it is handed to its user (nobody); and not pipes: it keeps them open
+            with open(os.path.join(tmp, "err"), "w+") as err, \
+                    open(os.path.join(tmp, "in"), "w+") as empty, \
+                    open(os.path.join(tmp, "out"), "w") as out:
                 rc = subprocess.run([*base, "run", "--detach", "--bundle", bundle, cid],
-                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                    stderr=err, timeout=timeout).returncode
+                                    stdin=empty, stdout=out, stderr=err,
+                                    timeout=timeout).returncode
                 if rc != 0:
                     err.seek(0)
                     msg = err.read().strip().splitlines()
