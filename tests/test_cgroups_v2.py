@@ -351,3 +351,38 @@ def test_nested_cgroup_namespaces(v2, bundles, tmp_path):
     p = v2("run", "--bundle", bundles.write(spec), v2.new_id())
     assert p.returncode == 0, p.stderr
     assert p.stdout.split() == ["0::/inner", "0::/"]
+
+
+def test_a_child_is_born_in_its_cgroup2_cgroup_or_joins_it_later(tmp_path):
+    """fork_in: clone3 with CLONE_INTO_CGROUP puts the child in the cgroup from its first
+    instruction (no migration, no RCU grace period); a cgroup that takes no processes
+    (a domain controller enabled for its children) makes it a plain fork instead."""
+    from yacr.cgroups import fork_in
+
+    parent = UNIFIED / f"yacr-fork-{os.getpid()}"
+    leaf = parent / "leaf"
+    leaf.mkdir(parents=True)
+    try:
+        for target, want_born in ((leaf, True), (parent, False)):
+            if not want_born:
+                (parent / "cgroup.subtree_control").write_text("+hugetlb")
+            r, w = os.pipe()
+            pid, born = fork_in({"": str(target)})
+            if pid == 0:
+                line = next(x for x in Path("/proc/self/cgroup").read_text().splitlines()
+                        if x.startswith("0::"))
+                os.write(w, line.encode())
+                os._exit(0)
+            os.close(w)
+            where = os.read(r, 4096).decode()
+            os.close(r)
+            os.waitpid(pid, 0)
+            assert born is want_born
+            if born:
+                assert where.endswith(str(target.relative_to(UNIFIED)))
+            else:
+                assert not where.endswith(str(target.relative_to(UNIFIED)))
+    finally:
+        (parent / "cgroup.subtree_control").write_text("-hugetlb")
+        leaf.rmdir()
+        parent.rmdir()

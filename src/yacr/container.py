@@ -408,7 +408,7 @@ def _fork_into_namespaces(plan: Any, offsets: dict[str, tuple[int, int]], cfg: A
                     S.unshare(flag)
                     if kind == "time" and offsets:
                         _write_time_offsets(offsets)
-        pid = posix.fork()
+        pid, born = _fork_child(cfg)
         if pid == 0:
             # The state lock is the runtime's: init must not keep it alive after create,
             # nor hold the runtime's own namespaces in the container.
@@ -416,6 +416,7 @@ def _fork_into_namespaces(plan: Any, offsets: dict[str, tuple[int, int]], cfg: A
             chan.close()
             for fd, _flag in restore:
                 posix.close(fd)
+            cfg.born_in_cgroup2 = born
             init.run(cfg)
     finally:
         for fd, flag in restore:
@@ -430,6 +431,14 @@ def _fork_into_namespaces(plan: Any, offsets: dict[str, tuple[int, int]], cfg: A
             _end_helper(pid)
             raise
     return pid
+
+
+def _fork_child(cfg: Any) -> tuple[int, bool]:
+    """Fork the container's first process, born in its cgroup2 cgroup where there is one
+    and the runtime does not place it itself (systemd's scope exists only around it)."""
+    if cfg.cgroup_by_runtime:
+        return posix.fork(), False
+    return cgroups.fork_in(cfg.cgroup_paths)
 
 
 def _fork_with_userns(plan: Any, spec: Any, cfg: Any, chan: protocol.Channel,
@@ -448,10 +457,11 @@ def _fork_with_userns(plan: Any, spec: Any, cfg: Any, chan: protocol.Channel,
     from yacr.linux import sys as S
 
     S.prctl(S.PR_SET_CHILD_SUBREAPER, 1)
-    helper = posix.fork()
+    helper, born = _fork_child(cfg)
     if helper == 0:
         posix.close(lock_fd)
         chan.close()
+        cfg.born_in_cgroup2 = born
         init.run_userns_helper(cfg)
     try:
         if place is not None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import posix
 
 from yacr import fs, protocol
-from yacr.cgroups import join_exec
+from yacr.cgroups import fork_in, join_exec, without_cgroup2
 from yacr.errors import StateError, UsageError, YacrError
 from yacr.linux import sys as S
 from yacr.linux.namespaces import PROC_NAMES
@@ -201,8 +201,10 @@ def exec_process(ctx: Context, st: State, proc: Process, *, console_socket: str 
                 ctx.log.debug(f"nsexec container setup: forking the exec'd process into the "
                               f"cgroups and namespaces of container {st.id} (init pid "
                               f"{init_pid})")
-            pid = posix.fork()
+            pid, born = fork_in(join.paths)
             if pid == 0:
+                if born:
+                    join.paths = without_cgroup2(join.paths)
                 chan.close()
                 for fd, _flag in restore:  # the runtime's own namespaces stay out
                     posix.close(fd)

@@ -14,7 +14,7 @@ import _signal
 import posix
 
 from yacr import protocol
-from yacr.cgroups import join_self
+from yacr.cgroups import join_self, without_cgroup2
 from yacr.errors import YacrError
 from yacr.linux import capabilities, process, rootfs
 from yacr.linux import sys as S
@@ -55,7 +55,7 @@ class InitConfig:
 
     __slots__ = ("cid", "spec", "bundle", "chan", "plan", "layout", "cgroup_paths",
                  "fifo_fd", "console_sock", "opts", "handler", "log", "committed", "seccomp",
-                 "mount_fds", "cgroup_by_runtime")
+                 "mount_fds", "cgroup_by_runtime", "born_in_cgroup2")
 
     def __init__(self, cid: str, spec: Spec, bundle: str, chan: protocol.Channel, plan: Plan,
                  layout: Layout | None, cgroup_paths: dict[str, str], fifo_fd: int,
@@ -78,6 +78,8 @@ class InitConfig:
         self.mount_fds: dict[int, int] = {}  # see rootfs.mount_sources
         # the runtime puts the first child in its cgroup (systemd's scope): wait for it
         self.cgroup_by_runtime = False
+        # set in the child: it was forked straight into its cgroup2 cgroup (fork_in)
+        self.born_in_cgroup2 = False
 
 
 def _die_on_signal(signum: int, _frame: Any) -> None:
@@ -292,10 +294,13 @@ def _setup(cfg: InitConfig) -> None:
 
 
 def join_cgroups(cfg: InitConfig) -> None:
-    """Into the container's cgroups: by itself, or, when systemd makes the cgroup around
-    this process, by waiting until the runtime says it is there."""
+    """Into the container's cgroups: by itself (those it was not born in), or, when
+    systemd makes the cgroup around this process, by waiting until the runtime says it is
+    there."""
     if cfg.cgroup_by_runtime:
         cfg.chan.recv(protocol.CGROUP_READY)
+    elif cfg.born_in_cgroup2:
+        join_self(without_cgroup2(cfg.cgroup_paths))
     else:
         join_self(cfg.cgroup_paths)
 

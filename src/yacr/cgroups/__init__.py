@@ -240,6 +240,27 @@ def fill_cpuset(path: str) -> None:
         raise YacrError(f"cannot initialise cpuset {d}: {e.strerror}") from None
 
 
+def fork_in(paths: dict[str, str]) -> tuple[int, bool]:
+    """posix.fork, the child born in the cgroup2 part of paths when there is one (see
+    linux.sys.fork_into_cgroup: it spares the kernel's RCU grace period of a move, 7-25
+    ms per container start). Returns (pid, born there); when the kernel refuses, it is a
+    plain fork and the child joins as usual."""
+    v2 = paths.get("") or paths.get("unified")
+    if v2:
+        from yacr.linux import sys as S
+
+        try:
+            return S.fork_into_cgroup(v2), True
+        except OSError:
+            pass  # an old kernel, or a cgroup that takes no processes (EBUSY)
+    return posix.fork(), False
+
+
+def without_cgroup2(paths: dict[str, str]) -> dict[str, str]:
+    """The v1 part of paths: what a child born in the cgroup2 one still has to join."""
+    return {k: p for k, p in paths.items() if k not in ("", "unified")}
+
+
 def join_self(paths: dict[str, str]) -> None:
     """Move the calling (single-threaded) process into the container's cgroup.
 
