@@ -30,9 +30,14 @@ BUNDLED = (
     "yacr.cgroups.v2", "yacr.waiter",
 )
 HOT_COMMANDS = frozenset({"create", "run", "exec"})
+# The other lifecycle commands need only the first modules of the list (cli, state,
+# container and what those import), so they load just that prefix of the bundle.
+LIGHT_COMMANDS = frozenset({"start", "state", "kill", "delete", "list", "pause", "resume",
+                            "ps"})
+LIGHT = BUNDLED[:BUNDLED.index("yacr.container") + 1]
 _VALUE_FLAGS = frozenset({"--root", "-root", "--log", "-log", "--log-format", "-log-format",
                           "--criu", "-criu", "--rootless", "-rootless"})
-_FORMAT = 1
+_FORMAT = 2  # 2: each module's code marshalled on its own, so a prefix loads alone
 
 
 def command_of(argv: list[str]) -> str:
@@ -66,7 +71,8 @@ def build(out: str, src_root: str) -> int:
         # optimize=2 drops docstrings (a third of the bundle, and of its memory); yacr uses
         # neither __doc__ nor assert on these modules
         code = compile(source, path, "exec", dont_inherit=True, optimize=2)
-        entries.append((name, is_pkg, path, st.st_mtime_ns, st.st_size, code))
+        entries.append((name, is_pkg, path, st.st_mtime_ns, st.st_size,
+                        marshal.dumps(code)))
     data = marshal.dumps((_FORMAT, _magic(), entries))
     tmp = f"{out}.{posix.getpid()}.tmp"
     with open(tmp, "wb") as f:
@@ -76,8 +82,14 @@ def build(out: str, src_root: str) -> int:
 
 
 def preload(bundle: str, argv: list[str]) -> bool:
-    """Load the bundled modules for a hot command; False (and nothing changed) otherwise."""
-    if command_of(argv) not in HOT_COMMANDS:
+    """Load the bundled modules for a hot command (or their light prefix for the other
+    lifecycle commands); False (and nothing changed) otherwise."""
+    command = command_of(argv)
+    if command in HOT_COMMANDS:
+        count = len(BUNDLED)
+    elif command in LIGHT_COMMANDS:
+        count = len(LIGHT)
+    else:
         return False
     try:
         with open(bundle, "rb") as f:
@@ -86,6 +98,7 @@ def preload(bundle: str, argv: list[str]) -> bool:
         return False
     if fmt != _FORMAT or magic != _magic():
         return False
+    entries = entries[:count]
     for _name, _pkg, path, mtime, size, _code in entries:
         try:
             st = posix.stat(path)
@@ -108,7 +121,7 @@ def preload(bundle: str, argv: list[str]) -> bool:
                 mod.__package__ = name.rpartition(".")[0]
             sys.modules[name] = mod
             added.append(name)
-            exec(code, mod.__dict__)
+            exec(marshal.loads(code), mod.__dict__)
             parent, _, child = name.rpartition(".")
             if parent:
                 setattr(sys.modules[parent], child, mod)
