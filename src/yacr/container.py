@@ -524,11 +524,11 @@ def _undo_create(ctx: Context, st: State, pid: int, made: list[str]) -> None:
 
 def _unmount_host_rootfs(st: State) -> None:
     """A container without a mount namespace left its mounts under the rootfs on the host."""
-    from yacr.linux import sys as S
-
     path = st.extra.get("hostRootfs")
     if not path:
         return
+    from yacr.linux import sys as S  # its ctypes set-up costs ~1 ms: only when needed
+
     try:
         S.umount2(path, S.MNT_DETACH)
     except OSError:
