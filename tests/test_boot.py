@@ -69,3 +69,18 @@ def test_cold_commands_skip_the_bundle():
     assert command_of(["--root=/r", "state", "x"]) == "state"
     assert command_of(["--log-format", "json", "create", "--bundle", "b", "x"]) == "create"
     assert command_of(["--version"]) == ""
+
+
+def test_optional_modules_load_only_when_imported(runtime, bundles):
+    """A container without a seccomp profile never runs the seccomp modules; one with a
+    profile gets them from the bundle when create imports them (and no fd of the bundle
+    stays open for a container's init to inherit: tests/test_security.py's census)."""
+    spec = bundles.spec(["true"])
+    spec["linux"].pop("seccomp")
+    plain = import_report(["--root", str(runtime.root), "run", "--bundle",
+                           bundles.write(spec), runtime.new_id()], [YACR_SCRIPT])
+    assert "yacr.linux.seccomp" not in plain and "yacr.linux.bpf" not in plain
+    with_profile = import_report(["--root", str(runtime.root), "run", "--bundle",
+                                  bundles.make(["true"]), runtime.new_id()], [YACR_SCRIPT])
+    assert "yacr.linux.seccomp" in with_profile  # imported when create compiles the filter
+    assert "yacr.container" not in with_profile

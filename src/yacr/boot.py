@@ -3,10 +3,11 @@
 Python's import machinery costs ~0.2 million instructions per module (finders, stats,
 reading and checking each .pyc), ~6 million for the ~25 modules `yacr run` imports,
 a quarter of what our own imports cost. `make setup` compiles those modules into one
-marshal file next to the launcher; for `create`, `run` and `exec` the launcher loads
-them from it in the order a normal import completes them, so each module's
-dependencies are in place before its body runs. Anything not in the bundle still
-imports normally.
+file next to the launcher; for `create`, `run` and `exec` the launcher loads them from
+it in the order a normal import completes them, so each module's dependencies are in
+place before its body runs, and the other lifecycle commands (start, state, kill,
+delete...) load the prefix they need. The OPTIONAL modules are served from it only if
+imported. Anything not in the bundle still imports normally.
 
 The bundle is used only when it is current: the same Python (bytecode magic) and,
 for every bundled module, the same source size and mtime. Otherwise, or if anything
@@ -35,9 +36,11 @@ HOT_COMMANDS = frozenset({"create", "run", "exec"})
 LIGHT_COMMANDS = frozenset({"start", "state", "kill", "delete", "list", "pause", "resume",
                             "ps"})
 LIGHT = BUNDLED[:BUNDLED.index("yacr.container") + 1]
+# Served only when imported: what many containers never need (see preload).
+OPTIONAL = frozenset({"yacr.linux.seccomp", "yacr.linux.bpf"})
 _VALUE_FLAGS = frozenset({"--root", "-root", "--log", "-log", "--log-format", "-log-format",
                           "--criu", "-criu", "--rootless", "-rootless"})
-_FORMAT = 2  # 2: each module's code marshalled on its own, so a prefix loads alone
+_FORMAT = 3  # an index, then each module's code on its own (see build)
 
 
 def command_of(argv: list[str]) -> str:
@@ -59,8 +62,16 @@ def _magic() -> bytes:
 
 
 def build(out: str, src_root: str) -> int:
-    """Compile BUNDLED into out; returns how many modules it holds."""
-    entries = []
+    """Compile BUNDLED into out; returns how many modules it holds.
+
+    The file is an 8-byte length, a marshalled index (format, bytecode magic, and per
+    module: name, is-package, source path, its mtime and size, and where its code lies),
+    then each module's marshalled code: a command reads the index and then only the
+    code it runs, one module at a time, so its peak memory never holds the bundle twice.
+    """
+    index = []
+    blobs = []
+    offset = 0
     for name in BUNDLED:
         rel = name.replace(".", "/")
         is_pkg = posix.access(f"{src_root}/{rel}/__init__.py", posix.F_OK)
@@ -70,20 +81,29 @@ def build(out: str, src_root: str) -> int:
         st = posix.stat(path)
         # optimize=2 drops docstrings (a third of the bundle, and of its memory); yacr uses
         # neither __doc__ nor assert on these modules
-        code = compile(source, path, "exec", dont_inherit=True, optimize=2)
-        entries.append((name, is_pkg, path, st.st_mtime_ns, st.st_size,
-                        marshal.dumps(code)))
-    data = marshal.dumps((_FORMAT, _magic(), entries))
+        blob = marshal.dumps(compile(source, path, "exec", dont_inherit=True, optimize=2))
+        index.append((name, is_pkg, path, st.st_mtime_ns, st.st_size, offset, len(blob)))
+        blobs.append(blob)
+        offset += len(blob)
+    head = marshal.dumps((_FORMAT, _magic(), index))
     tmp = f"{out}.{posix.getpid()}.tmp"
     with open(tmp, "wb") as f:
-        f.write(data)
+        f.write(len(head).to_bytes(8, "little") + head)
+        for blob in blobs:
+            f.write(blob)
     posix.rename(tmp, out)
-    return len(entries)
+    return len(index)
 
 
 def preload(bundle: str, argv: list[str]) -> bool:
     """Load the bundled modules for a hot command (or their light prefix for the other
-    lifecycle commands); False (and nothing changed) otherwise."""
+    lifecycle commands); False (and nothing changed) otherwise.
+
+    They run here, in the order a normal import completes them, all but the OPTIONAL
+    ones: a finder put first on sys.meta_path hands those to the import system only if
+    something imports them (a container without a seccomp profile never loads the
+    seccomp modules, nor their memory: peak RSS is one of the figures yacr is judged on).
+    """
     command = command_of(argv)
     if command in HOT_COMMANDS:
         count = len(BUNDLED)
@@ -92,44 +112,112 @@ def preload(bundle: str, argv: list[str]) -> bool:
     else:
         return False
     try:
-        with open(bundle, "rb") as f:
-            fmt, magic, entries = marshal.loads(f.read())
+        fd = posix.open(bundle, posix.O_RDONLY | posix.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        finder = _open(fd, count, bundle)
+        if finder is None or not finder.run_eager():
+            return False
+    finally:
+        # no fd of a host file stays open: a container's init is a fork of this process
+        posix.close(fd)
+    if finder.entries:
+        sys.meta_path.insert(0, finder)
+    return True
+
+
+def _open(fd: int, count: int, bundle: str) -> _Bundle | None:
+    try:
+        n = int.from_bytes(posix.pread(fd, 8, 0), "little")
+        fmt, magic, index = marshal.loads(posix.pread(fd, n, 8))
     except (OSError, ValueError, EOFError, TypeError):
-        return False
+        return None
     if fmt != _FORMAT or magic != _magic():
-        return False
-    entries = entries[:count]
-    for _name, _pkg, path, mtime, size, _code in entries:
+        return None
+    index = index[:count]
+    for _name, _pkg, path, mtime, size, _off, _len in index:
         try:
             st = posix.stat(path)
         except OSError:
-            return False
+            return None
         if st.st_mtime_ns != mtime or st.st_size != size:
+            return None
+    return _Bundle(bundle, fd, 8 + n, index)
+
+
+class _Bundle:
+    """The bundle: runs its modules (from the fd preload opened), and is the import
+    system's finder and loader for the OPTIONAL ones, read (opening the bundle again:
+    no fd is kept) and run when first imported. Those are imported by the runtime, never
+    by a container's init after pivot_root, where the bundle's path is out of reach (a
+    failed read falls back to the ordinary import)."""
+
+    def __init__(self, path: str, fd: int, base: int, index: list[tuple]) -> None:
+        self.path = path
+        self.fd = fd
+        st = posix.fstat(fd)
+        self.identity = (st.st_dev, st.st_ino)  # a rebuilt bundle is another file
+        self.base = base
+        self.index = index
+        self.entries = {e[0]: e for e in index if e[0] in OPTIONAL}
+
+    def code(self, e: tuple, fd: int) -> object:
+        return marshal.loads(posix.pread(fd, e[6], self.base + e[5]))
+
+    def run_eager(self) -> bool:
+        added = []
+        module_type = type(sys)
+        try:
+            for e in self.index:
+                name, is_pkg, path = e[0], e[1], e[2]
+                if name in sys.modules or name in OPTIONAL:
+                    continue
+                mod = module_type(name)
+                mod.__file__ = path
+                if is_pkg:
+                    mod.__path__ = [path.rpartition("/")[0]]
+                    mod.__package__ = name
+                else:
+                    mod.__package__ = name.rpartition(".")[0]
+                sys.modules[name] = mod
+                added.append(name)
+                exec(self.code(e, self.fd), mod.__dict__)
+                parent, _, child = name.rpartition(".")
+                if parent:
+                    setattr(sys.modules[parent], child, mod)
+        except BaseException:  # noqa: BLE001 - fall back to the ordinary imports
+            for name in added:
+                sys.modules.pop(name, None)
             return False
-    added = []
-    module_type = type(sys)
-    try:
-        for name, is_pkg, path, _mtime, _size, code in entries:
-            if name in sys.modules:
-                continue
-            mod = module_type(name)
-            mod.__file__ = path
-            if is_pkg:
-                mod.__path__ = [path.rpartition("/")[0]]
-                mod.__package__ = name
-            else:
-                mod.__package__ = name.rpartition(".")[0]
-            sys.modules[name] = mod
-            added.append(name)
-            exec(marshal.loads(code), mod.__dict__)
-            parent, _, child = name.rpartition(".")
-            if parent:
-                setattr(sys.modules[parent], child, mod)
-    except BaseException:  # noqa: BLE001 - fall back to the ordinary imports
-        for name in added:
-            sys.modules.pop(name, None)
-        return False
-    return True
+        return True
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> object:
+        e = self.entries.get(name)
+        if e is None:
+            return None
+        try:
+            st = posix.stat(self.path)
+        except OSError:
+            return None
+        if (st.st_dev, st.st_ino) != self.identity:
+            return None
+        spec = sys.modules["_frozen_importlib"].ModuleSpec(name, self, origin=e[2],
+                                                           is_package=e[1])
+        spec.has_location = True
+        return spec
+
+    def create_module(self, spec: object) -> None:
+        return None  # the default module object
+
+    def exec_module(self, module: object) -> None:
+        e = self.entries[module.__name__]  # type: ignore[attr-defined]
+        fd = posix.open(self.path, posix.O_RDONLY | posix.O_CLOEXEC)
+        try:
+            code = self.code(e, fd)
+        finally:
+            posix.close(fd)
+        exec(code, module.__dict__)  # type: ignore[attr-defined]
 
 
 if __name__ == "__main__":
