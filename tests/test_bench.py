@@ -24,6 +24,17 @@ from conftest import CGROUP, YACR, YACR_SCRIPT
 SCENARIOS = ("lifecycle", "cpu", "memory", "density", "images", "concurrency")
 
 
+# The headings of the six figures every report carries, in the summary and in the README.
+SCENARIO_LABELS = (
+    "`run` of busybox `true` (a Wasm `true` for yacr-wasm), no seccomp profile",
+    "`run` of busybox `true` (a Wasm `true` for yacr-wasm), default seccomp profile",
+    "create, start, wait, delete (containerd), no seccomp profile",
+    "create, start, wait, delete (containerd), default seccomp profile",
+    "peak RSS of `run`, no seccomp profile",
+    "peak RSS of `run`, default seccomp profile",
+)
+
+
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, str]:
     out = tmp_path_factory.mktemp("bench")
@@ -95,14 +106,8 @@ def test_both_seccomp_configurations_for_every_runtime(quick):
     on["linux"].pop("seccomp")
     assert on == off
     summary = (out / "summary.md").read_text()
-    for label in ("`run` of busybox `true` (a Wasm `true` for yacr-wasm), no seccomp profile",
-                  "`run` of busybox `true` (a Wasm `true` for yacr-wasm), default seccomp "
-                  "profile",
-                  "create, start, wait, delete (containerd), no seccomp profile",
-                  "create, start, wait, delete (containerd), default seccomp profile",
-                  "peak RSS of `run`, no seccomp profile",
-                  "peak RSS of `run`, default seccomp profile",
-                  "| figure | seccomp |", "yacr ÷ runc with no seccomp profile"):
+    for label in SCENARIO_LABELS + ("| figure | seccomp |",
+                                     "yacr ÷ runc with no seccomp profile"):
         assert label in summary, label
 
 
@@ -284,13 +289,7 @@ def test_publish_rewrites_the_readme_block(quick, tmp_path):
     assert text.startswith("# x\n\nbefore\n\n<!-- bench:begin") and text.endswith("after\n")
     assert "old figures" not in text and results["date"] in text
     assert results["machine_info"]["cpu_model"] in text
-    for label in ("`run` of busybox `true` (a Wasm `true` for yacr-wasm), no seccomp profile",
-                  "`run` of busybox `true` (a Wasm `true` for yacr-wasm), default seccomp "
-                  "profile",
-                  "create, start, wait, delete (containerd), no seccomp profile",
-                  "create, start, wait, delete (containerd), default seccomp profile",
-                  "peak RSS of `run`, no seccomp profile",
-                  "peak RSS of `run`, default seccomp profile"):
+    for label in SCENARIO_LABELS:
         assert label in text, label
     assert text.count("<!-- bench:begin") == 1 and text.count("<!-- bench:end -->") == 1
 

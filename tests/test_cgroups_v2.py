@@ -25,12 +25,12 @@ from test_cgroups import (
     EXPECTED_ALLOW_ALL,
     EXPECTED_DEVICES,
     MiB,
-    alloc_spec,
     block_device,
     count,
     counter_spec,
     device_results,
     device_spec,
+    events_until_oom,
     wait_for,
 )
 from yacr.specgen import unified_host
@@ -280,26 +280,8 @@ def test_io_throttles_in_io_max(v2, bundles):
 def test_an_oom_kill_is_an_event(v2, bundles, tmp_path):
     """memory.events counts the OOM kills; `events` turns a new one into runc's oom event."""
     need("memory", "memory.events")
-    cid = v2.new_id()
-    spec = alloc_spec(bundles, tmp_path, 64, limit=16 * MiB, hold=False)  # small: TCG
-    assert v2("run", "-d", "--bundle", bundles.write(spec), cid).returncode == 0
-    v2.state(cid)
-    out = tmp_path / "events.out"
-    with open(out, "wb") as f:
-        ev = subprocess.Popen(v2.cmd("events", "--interval", "200ms", cid), stdout=f,
-                              stderr=subprocess.STDOUT)
-    try:
-        assert wait_for(lambda: out.read_text().count('"stats"') >= 1, 60), out.read_text()
-        (tmp_path / "out" / "go").touch()
-        assert wait_for(lambda: '"type":"oom"' in out.read_text(), 60), out.read_text()
-        v2("kill", cid, "KILL")
-        ev.wait(30)
-    finally:
-        if ev.poll() is None:
-            ev.kill()
-            ev.wait()
+    cid, lines = events_until_oom(v2, bundles, tmp_path, 64, 16 * MiB, 1, 60)  # small: TCG
     assert "oom_kill 1" in (v2dir(cid) / "memory.events").read_text() or not v2dir(cid).exists()
-    lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert {"type": "oom", "id": cid} in lines
 
 

@@ -167,6 +167,18 @@ class CRI:
             image=self.pb.ImageSpec(image=ref)), timeout=30)
         return r.image.id != ""
 
+    def remove_container(self, cid: str, timeout: float = 60) -> None:
+        self.rt.RemoveContainer(self.pb.RemoveContainerRequest(container_id=cid),
+                                timeout=timeout)
+
+    def remove_pod(self, sid: str, timeout: float = 60) -> None:
+        """Stops, then removes the sandbox: the order kubelet uses, so the pause container
+        goes through yacr's kill and delete as it would in a cluster."""
+        self.rt.StopPodSandbox(self.pb.StopPodSandboxRequest(pod_sandbox_id=sid),
+                               timeout=timeout)
+        self.rt.RemovePodSandbox(self.pb.RemovePodSandboxRequest(pod_sandbox_id=sid),
+                                 timeout=timeout)
+
     def teardown(self) -> list[str]:
         self.stop_daemon()
         return containerd_leftovers(self.base, self.sock, self.had_shim_dir, 10)
@@ -292,11 +304,10 @@ def test_pod_lifecycle_through_cri(cri):
                                     timeout=30).status
         # 128 + SIGTERM: stopped by StopContainer's signal, not by its SIGKILL fallback
         assert status.state == pb.CONTAINER_EXITED and status.exit_code == 143, status
-        rt.RemoveContainer(pb.RemoveContainerRequest(container_id=ctr_id), timeout=60)
+        cri.remove_container(ctr_id)
         assert yacr_state(cri, ctr_id) is None
         ctr_id = ""
-        rt.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=sid), timeout=60)
-        rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=sid), timeout=60)
+        cri.remove_pod(sid)
         assert yacr_state(cri, sid) is None
         sid = ""
         left = [d for d in (CGROUP.iterdir()) if (d / parent.strip("/")).exists()
@@ -304,9 +315,8 @@ def test_pod_lifecycle_through_cri(cri):
         assert not left, f"container cgroups left under {parent}: {left}"
     finally:
         if ctr_id:
-            rt.RemoveContainer(pb.RemoveContainerRequest(container_id=ctr_id), timeout=60)
+            cri.remove_container(ctr_id)
         if sid:
-            rt.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=sid), timeout=60)
-            rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=sid), timeout=60)
+            cri.remove_pod(sid)
         time.sleep(0.1)
         remove_cgroup_tree(parent)

@@ -104,18 +104,16 @@ def test_a_pod_in_a_slice_with_scopes_through_cri(cri_systemd):
         assert (r.exit_code, r.stdout) == (3, b"hi\n"), r
         rt.StopContainer(pb.StopContainerRequest(container_id=ctr_id, timeout=5),
                          timeout=120)
-        rt.RemoveContainer(pb.RemoveContainerRequest(container_id=ctr_id), timeout=120)
+        cri.remove_container(ctr_id, 120)
         ctr_id = ""
-        rt.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=sid), timeout=120)
-        rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=sid), timeout=120)
+        cri.remove_pod(sid, 120)
         sid = ""
         assert wait_for(lambda: not units_matching(f"*{pod_slice[:-6]}*.scope"), 30)
     finally:
         if ctr_id:
-            rt.RemoveContainer(pb.RemoveContainerRequest(container_id=ctr_id), timeout=120)
+            cri.remove_container(ctr_id, 120)
         if sid:
-            rt.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=sid), timeout=120)
-            rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=sid), timeout=120)
+            cri.remove_pod(sid, 120)
         from test_systemd import systemctl
 
         systemctl("stop", pod_slice)

@@ -107,8 +107,7 @@ def test_cri_pod_mixes_wasm_and_native_containers(cri, tmp_path):  # noqa: F811
         assert "native" in (logs / "native.log").read_text()
     finally:
         for cid in made:
-            rt.RemoveContainer(pb.RemoveContainerRequest(container_id=cid), timeout=60)
-        rt.StopPodSandbox(pb.StopPodSandboxRequest(pod_sandbox_id=sid), timeout=60)
-        rt.RemovePodSandbox(pb.RemovePodSandboxRequest(pod_sandbox_id=sid), timeout=60)
+            cri.remove_container(cid)
+        cri.remove_pod(sid)
         cri.img.RemoveImage(pb.RemoveImageRequest(image=pb.ImageSpec(image=CRI_WASM_IMAGE)),
                             timeout=60)

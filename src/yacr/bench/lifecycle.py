@@ -48,6 +48,9 @@ STEPS = ("create", "state", "start", "wait", "delete", "kill")
 """What the sequence times: `state` of the created container, and `kill` (SIGKILL) of a
 running `sleep` container, beside containerd's four steps."""
 SEQUENCE = "create+start+wait+delete"
+FLOOR = "interpreter start alone"
+"""yacr's interpreter started as the launcher starts it, running nothing: the floor under
+every yacr command, timed in yacr's rounds of the sequence."""
 CONFIG_LABEL = "seccomp"
 WRAPPER = "-wrapper-only"
 HELLO = "-hello"
@@ -119,7 +122,7 @@ def sequence(ctx: Context) -> tuple[dict[str, dict[str, list[float]]], dict[str,
             os.unlink(pidfile)
             return cid, pid, c
 
-        def job(rt: Runtime, bundle: str, sleeper: str | None) -> dict[str, float]:
+        def job(rt: Runtime, bundle: str, sleeper: str | None, floor: bool) -> dict[str, float]:
             cid, pid, c = create(rt, bundle, "s")
             st = measure.spawn(ctx.env, rt.cmd("state", cid))
             s = measure.spawn(ctx.env, rt.cmd("start", cid))
@@ -140,6 +143,8 @@ def sequence(ctx: Context) -> tuple[dict[str, dict[str, list[float]]], dict[str,
                 measure.spawn(ctx.env, rt.cmd("delete", cid))
                 tracker.done(cid)
                 got["kill"] = k.wall_ms
+            if floor:
+                got[FLOOR] = measure.spawn(ctx.env, interpreter_alone()).wall_ms
             return got
 
         jobs = {}
@@ -147,11 +152,20 @@ def sequence(ctx: Context) -> tuple[dict[str, dict[str, list[float]]], dict[str,
             sleepers = {rt.name: b for rt, b in sleep.get(config, [])}
             for rt, b in ps:
                 z = sleepers.get(rt.name)
-                jobs[key(rt.name, config)] = (lambda rt=rt, b=b, z=z: job(rt, b, z))
+                floor = rt.name == "yacr" and config == SECCOMP_CONFIGS[0][0]
+                jobs[key(rt.name, config)] = (lambda rt=rt, b=b, z=z, f=floor: job(rt, b, z, f))
         got = measure.interleave(ctx, jobs, ctx.runs, ctx.warmup,
                                  "lifecycle: create, state, start, wait, delete; kill")
     ctx.cache["sequence"] = (got, res.skipped)
     return got, res.skipped
+
+
+def interpreter_alone() -> list[str]:
+    """The command line yacr's launcher gives the interpreter, with `pass` for the script:
+    what no change to yacr's own code can make cheaper."""
+    import sys
+
+    return [os.path.realpath(sys.executable), "-IS", "-X", "frozen_modules=on", "-c", "pass"]
 
 
 def commands(ctx: Context, by: Pairs) -> dict[str, list[str]]:
@@ -287,12 +301,14 @@ def run(ctx: Context) -> Result:
         res.add("peak RSS of run", name, "MiB", v, config)
 
     seq, _ = sequence(ctx)
-    for step in (*STEPS, SEQUENCE):
+    for step in (*STEPS, SEQUENCE, FLOOR):
         for k, fields in seq.items():
             if step in fields:
                 name, config = split(k)
-                # the wait is ~0 for runtimes whose start returns after the exec: no ratio
-                res.add(step, name, "ms", fields[step], config, ratios=step != "wait")
+                # the wait is ~0 for runtimes whose start returns after the exec, and the
+                # floor is compared with each command in the targets: no ratio
+                res.add(step, name, "ms", fields[step], config,
+                        ratios=step not in ("wait", FLOOR))
     res.notes.append(config_note())
     res.notes.append("run of true: runtimes interleaved round by round after warm-up, wall time "
                      "from spawn to reap; `run of true, hyperfine`: the same commands in one "
@@ -306,6 +322,9 @@ def run(ctx: Context) -> Result:
                      "rounds. The harness reaps every container process at once, as "
                      "containerd's shim does (it is their subreaper): runsc's delete waits "
                      "for its sandbox process to be reaped.")
+    res.notes.append(f"{FLOOR}: `{' '.join(interpreter_alone()[1:])}` on yacr's interpreter, "
+                     "timed in yacr's rounds of the sequence: the floor under every yacr "
+                     "command, which starts that interpreter before any of yacr's code runs.")
     for rt in rts.values():
         if rt.note:
             extra = ("; `namespace wrapper alone` is the wrapper's own cost, included in its "
