@@ -74,7 +74,7 @@ TASK_RESERVE = 0.15
 
 def ramp(ctx: Context, rt: Runtime, bundle: str, points: tuple[int, ...]) -> dict[str, Any]:
     out: dict[str, Any] = {"points": [], "starts_ms": [], "stopped": ""}
-    before = measure.used_kib()
+    before, out["caches_dropped"] = measure.settled_used_kib()
     reserve = reserve_kib()
     total = 0.0
     with measure.Tracker(ctx) as tracker:
@@ -119,10 +119,9 @@ def ramp(ctx: Context, rt: Runtime, bundle: str, points: tuple[int, ...]) -> dic
             tracker.cleanup()
         out["teardown_s"] = time.perf_counter() - t0
     out["leaks"] = {k: v for k, v in measure.leaks(ctx, rt).items() if v}
-    # How far "used" is from where it started once everything is gone: the noise (other
-    # work on the machine, kernel caches) in the system-wide figures above.
-    time.sleep(1)
-    out["used_after_teardown_mib"] = (measure.used_kib() - before) / 1024
+    # How far "used" is from where it started once everything is gone and the kernel has
+    # settled: the noise (other work on the machine) in the system-wide figures above.
+    out["used_after_teardown_mib"] = (measure.settled_used_kib()[0] - before) / 1024
     return out
 
 
@@ -162,7 +161,6 @@ def run(ctx: Context) -> Result:
     ramps = {}
     for rt, bundle in pairs:
         ramps[rt.name] = ramp(ctx, rt, bundle, points)
-        time.sleep(1)  # let the kernel finish tearing down namespaces before the next
     for name, r in ramps.items():
         for p in r["points"]:
             res.add("boot time, N sequential starts", name, "s", [p["boot_s"]], p["n"])
@@ -198,7 +196,14 @@ def run(ctx: Context) -> Result:
     _wasm_ratios(ramps, res)
     drift = ", ".join(f"{name} {r['used_after_teardown_mib']:+.0f} MiB"
                       for name, r in ramps.items())
-    res.notes.append(f"system memory used, after each ramp was deleted (noise): {drift}")
+    res.notes.append("system memory used: from a settled start (clean caches dropped, so "
+                     "the memory cgroups of deleted containers are freed, then `used` still "
+                     "for 0.5 s), page cache and reclaimable slab excluded")
+    if not all(r.get("caches_dropped") for r in ramps.values()):
+        res.notes.append("the caches could not be dropped (not root): the system-wide "
+                         "figures include what earlier ramps left for the kernel to free")
+    res.notes.append(f"system memory used, once each ramp was deleted and the kernel "
+                     f"settled (noise): {drift}")
     for name, r in ramps.items():
         if r["stopped"]:
             res.notes.append(f"{name}: {r['stopped']}")

@@ -351,12 +351,54 @@ def meminfo() -> dict[str, int]:
     return out
 
 
+def percpu_free_kib() -> int:
+    """Free pages the kernel keeps in its per-CPU lists, which MemFree leaves out.
+
+    Since Linux 6.7 those lists grow with the rate of frees: deleting 1500 containers
+    left ~600 MiB in them here, which `free` counts as used until some later allocation
+    takes them back, in the middle of the next ramp."""
+    total = 0
+    for line in _read("/proc/zoneinfo").splitlines():
+        key, _, value = line.strip().partition(":")
+        if key == "count":
+            total += int(value)
+    return total * (os.sysconf("SC_PAGE_SIZE") // 1024)
+
+
 def used_kib() -> int:
-    """System memory in use, as `free` counts it: kernel objects (namespaces, cgroups,
-    page tables, mounts) included, page cache excluded."""
+    """System memory in use: kernel objects (namespaces, cgroups, page tables, mounts)
+    included; page cache, reclaimable slab and the per-CPU free lists excluded."""
     m = meminfo()
     return m["MemTotal"] - m["MemFree"] - m.get("Buffers", 0) - m.get("Cached", 0) - \
-        m.get("SReclaimable", 0)
+        m.get("SReclaimable", 0) - percpu_free_kib()
+
+
+def settled_used_kib(timeout: float = 60.0) -> tuple[int, bool]:
+    """System memory in use once the kernel has freed what deleted containers left.
+
+    A deleted memory cgroup lingers, with its per-CPU statistics, for as long as page
+    cache or slab objects charged to it stay cached: hundreds of MiB after a ramp of 1500,
+    freed at the kernel's leisure, often in the middle of the next runtime's ramp (which
+    then looks cheaper than it is). Dropping the clean caches lets those cgroups go, so
+    every ramp starts from the same clean state; then wait for `used` to stop moving.
+    Returns (used KiB, whether the caches could be dropped: root only)."""
+    dropped = False
+    try:
+        os.sync()
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3")
+        dropped = True
+    except OSError:
+        pass
+    deadline = time.monotonic() + timeout
+    last = used_kib()
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = used_kib()
+        if abs(now - last) < 1024:
+            return now, dropped
+        last = now
+    return last, dropped
 
 
 # -- leaks ---------------------------------------------------------------------------------
