@@ -188,7 +188,7 @@ def test_files_parse(quick):
     summary = (out / "summary.md").read_text()
     assert "| figure |" in summary and "`run` of busybox `true`" in summary
     assert "Targets:" in summary
-    assert "Load average (1 min) at the start and the end" in summary
+    assert "Load average (1 min) before the run" in summary
     pngs = [p for s in results["scenarios"].values() for p in s.get("plots", [])]
     assert {"lifecycle.png", "cpu.png", "memory.png", "density-boot.png",
             "density-memory.png", "images.png", "concurrency.png"} <= set(pngs)

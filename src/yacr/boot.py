@@ -6,8 +6,9 @@ a quarter of what our own imports cost. `make setup` compiles those modules into
 file next to the launcher; for `create`, `run` and `exec` the launcher loads them from
 it in the order a normal import completes them, so each module's dependencies are in
 place before its body runs, and the other lifecycle commands (start, state, kill,
-delete...) load the prefix they need. The OPTIONAL modules are served from it only if
-imported. Anything not in the bundle still imports normally.
+delete...) load the prefix they need. The OPTIONAL modules (the seccomp compiler, and what
+a wasm container adds) are served from it only if imported. Anything not in the bundle
+still imports normally.
 
 The bundle is used only when it is current: the same Python (bytecode magic) and,
 for every bundled module, the same source size and mtime. Otherwise, or if anything
@@ -36,8 +37,12 @@ HOT_COMMANDS = frozenset({"create", "run", "exec"})
 LIGHT_COMMANDS = frozenset({"start", "state", "kill", "delete", "list", "pause", "resume",
                             "ps"})
 LIGHT = BUNDLED[:BUNDLED.index("yacr.container") + 1]
+# What a wasm container's create imports on top (the handler, the engine's settings, the
+# host's handoff, the cache and its allowlist), in completion order.
+WASM = ("yacr.wasm", "yacr.handlers.wasm", "yacr.wasm.engine", "yacr.wasm.host",
+        "yacr.wasm.cache", "yacr.venv", "yacr.wasm.allowlist")
 # Served only when imported: what many containers never need (see preload).
-OPTIONAL = frozenset({"yacr.linux.seccomp", "yacr.linux.bpf"})
+OPTIONAL = frozenset({"yacr.linux.seccomp", "yacr.linux.bpf", *WASM})
 _VALUE_FLAGS = frozenset({"--root", "-root", "--log", "-log", "--log-format", "-log-format",
                           "--criu", "-criu", "--rootless", "-rootless"})
 _FORMAT = 3  # an index, then each module's code on its own (see build)
@@ -62,7 +67,7 @@ def _magic() -> bytes:
 
 
 def build(out: str, src_root: str) -> int:
-    """Compile BUNDLED into out; returns how many modules it holds.
+    """Compile BUNDLED and WASM into out; returns how many modules it holds.
 
     The file is an 8-byte length, a marshalled index (format, bytecode magic, and per
     module: name, is-package, source path, its mtime and size, and where its code lies),
@@ -72,7 +77,7 @@ def build(out: str, src_root: str) -> int:
     index = []
     blobs = []
     offset = 0
-    for name in BUNDLED:
+    for name in BUNDLED + WASM:
         rel = name.replace(".", "/")
         is_pkg = posix.access(f"{src_root}/{rel}/__init__.py", posix.F_OK)
         path = f"{src_root}/{rel}/__init__.py" if is_pkg else f"{src_root}/{rel}.py"
@@ -106,7 +111,7 @@ def preload(bundle: str, argv: list[str]) -> bool:
     """
     command = command_of(argv)
     if command in HOT_COMMANDS:
-        count = len(BUNDLED)
+        count = len(BUNDLED) + len(WASM)
     elif command in LIGHT_COMMANDS:
         count = len(LIGHT)
     else:
@@ -205,6 +210,8 @@ class _Bundle:
         spec = sys.modules["_frozen_importlib"].ModuleSpec(name, self, origin=e[2],
                                                            is_package=e[1])
         spec.has_location = True
+        if e[1]:  # a package: its other submodules still import from its directory
+            spec.submodule_search_locations = [e[2].rpartition("/")[0]]
         return spec
 
     def create_module(self, spec: object) -> None:

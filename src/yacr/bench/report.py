@@ -233,6 +233,18 @@ def targets(results: dict[str, Any]) -> list[str]:
                 out.append("yacr-wasm `run` of a Wasm hello ÷ runc `run` of busybox `true`, "
                            f"{'no seccomp profile' if config == NONE else 'default profile'} "
                            f"for both: {_verdict(r, 0.5)}")
+        # the Wasm issue's own targets: against yacr's busybox containers, same run
+        wasm = []
+        for metric, wmetric, limit in (("run of true", "run of hello", 1.05),
+                                       ("peak RSS of run", "peak RSS of run", 1.0)):
+            for config in (NONE, DEFAULT):
+                r = _of(find(ms, wmetric, "yacr-wasm", config),
+                        find(ms, metric, "yacr", config))
+                if r:
+                    wasm.append(f"`{wmetric}` ({'no profile' if config == NONE else 'default'}"
+                                f") {_verdict(r, limit)}")
+        if wasm:
+            out.append("yacr-wasm ÷ yacr's busybox `true`: " + "; ".join(wasm))
     scen = results["scenarios"].get("density", {})
     if scen.get("status") == "ok":
         metric = "memory of N sleeping containers (PSS)"
@@ -255,6 +267,18 @@ def targets(results: dict[str, Any]) -> list[str]:
         if parts and n:
             out.append(f"memory of {n} idle (sleeping) containers: " + "; ".join(parts)
                        + ("" if n >= 500 else " (fewer than the 500 the issue asks for)"))
+        own = find(scen["measurements"], "per container (private)", "yacr-wasm", n)
+        r = _of(find(scen["measurements"], "system memory used by N sleeping containers",
+                     "yacr-wasm", n),
+                find(scen["measurements"], "system memory used by N sleeping containers",
+                     "yacr", n))
+        if own and n:
+            out.append(f"a sleeping Wasm container's own memory (of {n}): "
+                       f"**{fmt(own['median'], 'MiB')}** (target ≤ 1 MiB: "
+                       f"{'met' if own['median'] <= 1.0 else 'not met'}; aim ≤ 0.5 MiB: "
+                       f"{'met' if own['median'] <= 0.5 else 'not met'})"
+                       + (f"; system-wide, yacr-wasm ÷ yacr busybox: {_verdict(r, 1.25)}"
+                          if r else ""))
     scen = results["scenarios"].get("wasm", {})
     if scen.get("status") == "ok":
         g = find(scen["measurements"], "shootout compute time", "yacr-wasm", "geomean")
@@ -264,6 +288,13 @@ def targets(results: dict[str, Any]) -> list[str]:
             out.append(f"Wasm shootout, yacr-wasm ÷ native, geomean of {programs} programs: "
                        + _verdict(r, 1.3, "aim"))
     return out
+
+
+def _of(a: dict[str, Any] | None, b: dict[str, Any] | None) -> float | None:
+    """The ratio of two medians of one run, when both exist and the divisor is positive."""
+    if not a or not b or not b.get("median") or b["median"] <= 0 or a.get("median") is None:
+        return None
+    return a["median"] / b["median"]
 
 
 def _floor(floor: dict[str, Any] | None, runc: dict[str, Any] | None, r: float,
@@ -388,10 +419,14 @@ def machine_paragraph(results: dict[str, Any]) -> list[str]:
     load = results.get("load", {})
     if load.get("start") is not None and load.get("end") is not None:
         # other work on the machine is what makes one session's figures move: say how much
-        lines.append(f"Load average (1 min) at the start and the end: {load['start']:.1f}, "
-                     f"{load['end']:.1f}, on {load.get('cpus', '?')} CPUs"
-                     + (" (other work was running)." if max(load["start"], load["end"]) >= 1
-                        else "."))
+        # (the end's figure holds the benchmark's own ramps: only the start's tells of
+        # other work)
+        lines.append(f"Load average (1 min) before the run: {load['start']:.1f} on "
+                     f"{load.get('cpus', '?')} CPUs"
+                     + (" (other work, or work that just ended, was running)"
+                        if load["start"] >= 1 else " (an otherwise idle machine)")
+                     + f"; at the end: {load['end']:.1f} (the benchmark's own ramps "
+                     "included).")
     return lines
 
 

@@ -45,6 +45,7 @@ DIR_ENV = "YACR_WASM_CACHE"
 MAGIC = b"YACRAOT2"  # 1: the MAC led the entry; 2: it trails it
 MAC_SIZE = 32
 TRAILER = len(MAGIC) + MAC_SIZE
+WINDOW = 1 << 16  # bytes of an entry read (and MACed) at a time
 ENTRY_MODE = 0o644
 _KEY_FILE = ".key"
 
@@ -227,10 +228,15 @@ class Cache:
         return h.digest()
 
     # --- lookups ---------------------------------------------------------------------
-    def open_entry(self, ident: str, suffix: str = ".cwasm"
+    def open_entry(self, ident: str, suffix: str = ".cwasm", payload: bool = False
                    ) -> tuple[int, bytes | None, posix.stat_result | None, str]:
-        """(fd, payload, stat, "") for a verified entry, the fd still open on it;
-        (-1, None, None, why) for a missing (why is "") or bad one."""
+        """(fd, payload or None, stat, "") for a verified entry, the fd still open on it;
+        (-1, None, None, why) for a missing (why is "") or bad one.
+
+        The entry is checked as it is read, a window at a time, and its bytes are kept
+        only when the caller asks for them: the host maps the file itself, so holding a
+        compiled module (and a copy of it) in the runtime would only raise `create`'s
+        peak memory by twice the module's size."""
         path = self.entry_path(ident, suffix)
         try:
             fd = posix.open(path, posix.O_RDONLY | posix.O_NOFOLLOW | posix.O_CLOEXEC)
@@ -243,31 +249,46 @@ class Cache:
             if st.st_uid != 0 or st.st_mode & 0o022 or (st.st_mode & 0o170000) != 0o100000:
                 posix.close(fd)
                 return -1, None, None, "not a regular file owned and writable by root only"
-            chunks = []
-            while True:
-                b = posix.read(fd, 1 << 20)
-                if not b:
-                    break
-                chunks.append(b)
+            why, data = self._verify(fd, ident, st.st_size, payload)
+            if not why and posix.fstat(fd).st_ctime_ns != st.st_ctime_ns:
+                why = "changed while it was read"
         except BaseException:
             posix.close(fd)
             raise
-        data = b"".join(chunks)
-        why = ""
-        if len(data) < TRAILER or data[-TRAILER:-MAC_SIZE] != MAGIC:
-            why = "bad trailer"
-        elif data[-MAC_SIZE:] != self._mac(ident, memoryview(data)[:-TRAILER]):
-            why = "integrity check failed (corrupt or tampered)"
-        elif posix.fstat(fd).st_ctime_ns != st.st_ctime_ns:
-            why = "changed while it was read"
         if why:
             posix.close(fd)
             return -1, None, None, why
-        return fd, data[:-TRAILER], st, ""
+        return fd, data, st, ""
+
+    def _verify(self, fd: int, ident: str, size: int, keep: bool) -> tuple[str, bytes | None]:
+        """("", bytes or None) when the entry's MAC matches its key and bytes; (why, None)
+        otherwise. A file that is shorter than its stat said has changed under us."""
+        body = size - TRAILER
+        if body < 0:
+            return "bad trailer", None
+        trailer = posix.pread(fd, TRAILER, body)
+        if len(trailer) != TRAILER or trailer[:-MAC_SIZE] != MAGIC:
+            return "bad trailer", None
+        h = _blake2.blake2b(key=self.secret(), digest_size=MAC_SIZE)
+        h.update(ident.encode() + b"\0")
+        window = memoryview(bytearray(min(body, WINDOW) or 1))
+        kept = []
+        offset = 0
+        while offset < body:
+            n = posix.preadv(fd, [window[:min(WINDOW, body - offset)]], offset)
+            if n <= 0:
+                return "changed while it was read", None
+            h.update(window[:n])
+            if keep:
+                kept.append(bytes(window[:n]))
+            offset += n
+        if h.digest() != trailer[-MAC_SIZE:]:
+            return "integrity check failed (corrupt or tampered)", None
+        return "", b"".join(kept) if keep else None
 
     def read_entry(self, ident: str, suffix: str = ".cwasm") -> tuple[bytes | None, str]:
         """(payload, "") for a verified entry; (None, why) for a missing or bad one."""
-        fd, payload, _, why = self.open_entry(ident, suffix)
+        fd, payload, _, why = self.open_entry(ident, suffix, payload=True)
         if fd >= 0:
             posix.close(fd)
         return payload, why
