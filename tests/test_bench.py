@@ -316,3 +316,54 @@ def test_start_path_never_imports_bench(runtime, bundles):
         report = err.read().decode()
     assert "yacr.boot" in report
     assert "yacr.bench" not in report
+
+
+def _m(metric: str, series: str, param: object, median: float, unit: str = "ms",
+       runc: float | None = None) -> dict:
+    return {"metric": metric, "series": series, "param": param, "unit": unit,
+            "median": median, "ratios": {"runc": runc} if runc else {}}
+
+
+def test_targets_give_the_floor_and_the_wasm_issue_s_ratios():
+    """The targets line judges each figure on its ratio, gives the interpreter's floor for
+    a missed time target (once per yacr command in the figure), and sets the Wasm
+    container's figures against yacr's busybox ones from the same run."""
+    from yacr.bench.report import targets
+
+    none, default = "none", "default profile"
+    life = [
+        _m("interpreter start alone", "yacr", none, 6.0),
+        _m("run of true", "yacr", none, 20.0, runc=20.0 / 25.0),
+        _m("run of true", "runc", none, 25.0),
+        _m("create+start+wait+delete", "yacr", none, 44.0, runc=44.0 / 40.0),
+        _m("create+start+wait+delete", "runc", none, 40.0),
+        _m("state", "yacr", none, 8.0, runc=2.0),
+        _m("state", "runc", none, 4.0),
+        _m("run of true", "yacr", default, 22.0, runc=0.5),
+        _m("run of hello", "yacr-wasm", default, 24.2, runc=0.55),
+        _m("peak RSS of run", "yacr", default, 10.0, "MiB"),
+        _m("peak RSS of run", "yacr-wasm", default, 9.5, "MiB"),
+    ]
+    dens = [
+        _m("memory of N sleeping containers (PSS)", "yacr", 1500, 75.0, "MiB"),
+        _m("memory of N sleeping containers (PSS)", "yacr-wasm", 1500, 1000.0, "MiB"),
+        _m("per container (private)", "yacr-wasm", 1500, 0.7, "MiB"),
+        _m("system memory used by N sleeping containers", "yacr", 1500, 1000.0, "MiB"),
+        _m("system memory used by N sleeping containers", "yacr-wasm", 1500, 1800.0, "MiB"),
+    ]
+    results = {"runtimes": {"yacr": {}, "yacr-wasm": {}, "runc": {}},
+               "scenarios": {"lifecycle": {"status": "ok", "measurements": life},
+                             "density": {"status": "ok", "measurements": dens}}}
+    text = "\n".join(targets(results))
+    assert "`run of true` **0.80\u00d7** (target ≤ 1.0\u00d7: met)" in text
+    # three commands: three interpreter starts, 18 ms of runc's 40
+    assert ("`create+start+wait+delete` **1.10\u00d7** (target ≤ 1.0\u00d7: not met) "
+            "[3 starts of the interpreter alone: 0.45\u00d7 runc's]") in text
+    assert "`state` **2.00\u00d7** (target ≤ 1.5\u00d7: not met) [the interpreter's start alone: " \
+           "1.50\u00d7 runc's]" in text
+    assert "`run of hello` (default) **1.10\u00d7** (target ≤ 1.05\u00d7: not met)" in text
+    assert "`peak RSS of run` (default) **0.95\u00d7** (target ≤ 1.0\u00d7: met)" in text
+    assert "own memory (of 1500): **0.70 MiB** (target ≤ 1 MiB: met; aim ≤ 0.5 MiB: " \
+           "not met)" in text
+    assert "system-wide, yacr-wasm ÷ yacr busybox: **1.80\u00d7** (target ≤ 1.25\u00d7: not met)" \
+        in text
