@@ -198,7 +198,8 @@ def run(ctx: Context) -> Result:
                       for name, r in ramps.items())
     res.notes.append("system memory used: from a settled start (clean caches dropped, so "
                      "the memory cgroups of deleted containers are freed, then `used` still "
-                     "for 0.5 s), page cache and reclaimable slab excluded")
+                     "for 0.5 s); page cache, reclaimable slab and the kernel's per-CPU "
+                     "free pages excluded")
     if not all(r.get("caches_dropped") for r in ramps.values()):
         res.notes.append("the caches could not be dropped (not root): the system-wide "
                          "figures include what earlier ramps left for the kernel to free")
