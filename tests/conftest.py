@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -162,7 +163,12 @@ def _remove_cgroup(d: Path) -> None:
 
 @pytest.fixture
 def runtime(tmp_path: Path):
-    rt = Runtime(tmp_path / "root")
+    yield from checked(Runtime(tmp_path / "root"))
+
+
+def checked(rt: Runtime) -> Iterator[Runtime]:
+    """A fixture's body for a runtime of any kind: hands it to the test, then removes what
+    the test's containers left and fails the test if there was anything to remove."""
     yield rt
     problems = rt.cleanup()
     shutil.rmtree(rt.root, ignore_errors=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Runtime, cgroup_dirs
+from conftest import Runtime, cgroup_dirs, checked
 from test_cgroups import (
     DEVICE_CHECK,
     EXPECTED_ALLOW_ALL,
@@ -56,10 +56,7 @@ class V2Runtime(Runtime):
 
 @pytest.fixture
 def v2(tmp_path: Path):
-    rt = V2Runtime(tmp_path / "root")
-    yield rt
-    problems = rt.cleanup()
-    assert not problems, "; ".join(problems)
+    yield from checked(V2Runtime(tmp_path / "root"))
 
 
 def controllers() -> set[str]:

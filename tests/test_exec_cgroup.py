@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CGROUP, Runtime, cgroup_dirs
+from conftest import CGROUP, Runtime, cgroup_dirs, checked
 from test_cgroups import in_pure_v1
 from test_cgroups_v2 import UNIFIED, V2Runtime
 from yacr.cgroups import subcgroups
@@ -212,10 +212,7 @@ class V1Runtime(Runtime):
 
 @pytest.fixture
 def v1(tmp_path: Path):
-    rt = V1Runtime(tmp_path / "root")
-    yield rt
-    problems = rt.cleanup()
-    assert not problems, "; ".join(problems)
+    yield from checked(V1Runtime(tmp_path / "root"))
 
 
 def test_exec_cgroup_on_pure_v1(v1, bundles, tmp_path):
@@ -237,10 +234,7 @@ def test_exec_cgroup_on_pure_v1(v1, bundles, tmp_path):
 def v2(tmp_path: Path):
     if not (UNIFIED / "cgroup.controllers").exists():
         pytest.skip("no cgroup2 hierarchy at /sys/fs/cgroup/unified")
-    rt = V2Runtime(tmp_path / "root")
-    yield rt
-    problems = rt.cleanup()
-    assert not problems, "; ".join(problems)
+    yield from checked(V2Runtime(tmp_path / "root"))
 
 
 def test_exec_cgroup_on_pure_v2(v2, bundles, tmp_path):
