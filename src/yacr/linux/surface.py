@@ -544,16 +544,9 @@ def measure_profile(profile: dict[str, Any], label: str, rootfs: str | None = No
         base = yacr + ["--root", os.path.join(tmp, "state")]
         cid = f"surface-{os.getpid()}"
         pidfile = os.path.join(tmp, "pid")
-        with open(os.path.join(tmp, "err"), "w+") as err:
-            rc = subprocess.run(base + ["create", "--pid-file", pidfile, "--bundle", bundle,
-                                        cid], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=err,
-                                timeout=timeout).returncode
-            if rc != 0:
-                err.seek(0)
-                msg = err.read().strip().splitlines()
-                raise YacrError(f"{label}: the container did not start: "
-                                f"{msg[-1] if msg else rc}")
+        _run_or_fail(base + ["create", "--pid-file", pidfile, "--bundle", bundle, cid],
+                     f"{label}: the container did not start", os.path.join(tmp, "err"),
+                     timeout)
         try:
             with open(pidfile) as f:
                 pid = int(f.read())
@@ -563,6 +556,19 @@ def measure_profile(profile: dict[str, Any], label: str, rootfs: str | None = No
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                            timeout=timeout)
     return evaluate(filters, label)
+
+
+def _run_or_fail(cmd: list[str], what: str, err_path: str, timeout: float,
+                 stdin: Any = subprocess.DEVNULL, stdout: Any = subprocess.DEVNULL) -> None:
+    """Run a runtime's command with its stderr in a file, never a pipe (the container's
+    processes keep what they inherit open); a failure raises with its last line."""
+    with open(err_path, "w+") as err:
+        rc = subprocess.run(cmd, stdin=stdin, stdout=stdout, stderr=err,
+                            timeout=timeout).returncode
+        if rc != 0:
+            err.seek(0)
+            msg = err.read().strip().splitlines()
+            raise YacrError(f"{what}: {msg[-1] if msg else rc}")
 
 
 def _filters_at_exec(pid: int, start: list[str], timeout: float) -> list[list[bpf.Insn]]:
@@ -679,17 +685,11 @@ def measure_runsc(rootfs: str | None = None, flags: tuple[str, ...] = RUNSC_FLAG
         try:
             # stdio are files of our own, never the host's /dev/null: the sandbox fchowns
             # the stdio it is handed to its user (nobody); and not pipes: it keeps them open
-            with open(os.path.join(tmp, "err"), "w+") as err, \
-                    open(os.path.join(tmp, "in"), "w+") as empty, \
+            with open(os.path.join(tmp, "in"), "w+") as empty, \
                     open(os.path.join(tmp, "out"), "w") as out:
-                rc = subprocess.run([*base, "run", "--detach", "--bundle", bundle, cid],
-                                    stdin=empty, stdout=out, stderr=err,
-                                    timeout=timeout).returncode
-                if rc != 0:
-                    err.seek(0)
-                    msg = err.read().strip().splitlines()
-                    raise YacrError(f"runsc did not run the container: "
-                                    f"{msg[-1] if msg else rc}")
+                _run_or_fail([*base, "run", "--detach", "--bundle", bundle, cid],
+                             "runsc did not run the container", os.path.join(tmp, "err"),
+                             timeout, stdin=empty, stdout=out)
             st = subprocess.run([*base, "state", cid], capture_output=True, text=True,
                                 timeout=timeout)
             try:
