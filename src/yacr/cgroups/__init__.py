@@ -27,6 +27,14 @@ if TYPE_CHECKING:
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 DEFAULT_PARENT = "/yacr"
+V2_KEYS = ("", "unified")
+"""The keys of a container's cgroup paths that name a cgroup2 cgroup: "" on a pure v2
+host, "unified" for the cgroup2 hierarchy of a hybrid one; the others are v1 hierarchies."""
+
+
+def cgroup2_dir(paths: dict[str, str]) -> str:
+    """The cgroup2 cgroup among paths, or "" when they are all v1."""
+    return paths.get("") or paths.get("unified") or ""
 
 
 class Hierarchy:
@@ -245,7 +253,7 @@ def fork_in(paths: dict[str, str]) -> tuple[int, bool]:
     linux.sys.fork_into_cgroup: it spares the kernel's RCU grace period of a move, 7-25
     ms per container start). Returns (pid, born there); when the kernel refuses, it is a
     plain fork and the child joins as usual."""
-    v2 = paths.get("") or paths.get("unified")
+    v2 = cgroup2_dir(paths)
     if v2:
         from yacr.linux import sys as S
 
@@ -258,7 +266,7 @@ def fork_in(paths: dict[str, str]) -> tuple[int, bool]:
 
 def without_cgroup2(paths: dict[str, str]) -> dict[str, str]:
     """The v1 part of paths: what a child born in the cgroup2 one still has to join."""
-    return {k: p for k, p in paths.items() if k not in ("", "unified")}
+    return {k: p for k, p in paths.items() if k not in V2_KEYS}
 
 
 def join_self(paths: dict[str, str]) -> None:
@@ -269,14 +277,9 @@ def join_self(paths: dict[str, str]) -> None:
     cgroup2 has no such path, so there it writes "0" to cgroup.procs.
     """
     for key, path in paths.items():
-        v2 = key in ("", "unified")
-        target = fs.join(path, "cgroup.procs" if v2 else "tasks")
+        target = fs.join(path, "cgroup.procs" if key in V2_KEYS else "tasks")
         try:
-            fd = posix.open(target, posix.O_WRONLY | posix.O_CLOEXEC)
-            try:
-                posix.write(fd, b"0")
-            finally:
-                posix.close(fd)
+            _write_self(target)
         except OSError as e:
             raise YacrError(f"cannot join cgroup {path}: {e.strerror}") from None
 
@@ -293,7 +296,7 @@ def join_exec(paths: dict[str, str], init_pid: int) -> None:
     Runs on the host's /proc and before the container's cgroup namespace is entered.
     """
     for key, path in paths.items():
-        v2 = key in ("", "unified")
+        v2 = key in V2_KEYS
         target = fs.join(path, "cgroup.procs" if v2 else "tasks")
         try:
             _write_self(target)
@@ -379,7 +382,7 @@ def signal_all(paths: dict[str, str], sig: int) -> None:
     Otherwise the cgroup is frozen while each process is signalled, so nothing forks past
     the loop."""
     if sig == 9:
-        v2 = paths.get("") or paths.get("unified")
+        v2 = cgroup2_dir(paths)
         if v2:
             try:
                 _write(fs.join(v2, "cgroup.kill"), "1")

@@ -19,10 +19,8 @@ Everything is checked here, before the runtime forks anything, and each error na
 from __future__ import annotations
 
 from yacr import fs
+from yacr.cgroups import V2_KEYS
 from yacr.errors import UsageError, YacrError
-
-# keys of a container's cgroup paths that are not v1 controller hierarchies
-_V2_KEYS = ("", "unified")
 
 
 def parse(args: list[str]) -> dict[str, tuple[str, str]]:
@@ -75,9 +73,9 @@ def resolve(paths: dict[str, str], args: list[str]) -> tuple[dict[str, str], boo
             out[key] = _below(base, sub, arg)
             chosen[key] = arg
     for ctrl, (sub, arg) in subs.items():
-        key = next((k for k in paths if k not in _V2_KEYS and ctrl in k.split(",")), None)
+        key = next((k for k in paths if k not in V2_KEYS and ctrl in k.split(",")), None)
         if key is None:
-            known = sorted({c for k in paths if k not in _V2_KEYS for c in k.split(",")})
+            known = sorted({c for k in paths if k not in V2_KEYS for c in k.split(",")})
             where = (f"the container's v1 controllers are {', '.join(known)}" if known else
                      "this host's cgroup v2 has no per-controller hierarchy: give the path "
                      "without a controller")

@@ -275,6 +275,12 @@ class Bus:
     def close(self) -> None:
         self.conn.close()
 
+    def __enter__(self) -> Bus:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def call(self, method: str, signature: str, *args: Any) -> tuple[Any, ...]:
         from jeepney import DBusAddress, new_method_call
         from jeepney.wrappers import DBusErrorResponse, unwrap_msg
@@ -331,8 +337,7 @@ def start_scope(slice_: str, unit: str, pid: int, props: list[Any], cid: str) ->
             _prop("MemoryAccounting", "b", True), _prop("CPUAccounting", "b", True),
             _prop("IOAccounting", "b", True), _prop("TasksAccounting", "b", True),
             _prop("DefaultDependencies", "b", False)]
-    bus = Bus()
-    try:
+    with Bus() as bus:
         try:
             bus.run_job("StartTransientUnit", "ssa(sv)a(sa(sv))", unit, "replace",
                         base + props, [])
@@ -341,19 +346,14 @@ def start_scope(slice_: str, unit: str, pid: int, props: list[Any], cid: str) ->
                 raise SystemdError(f"linux.cgroupsPath: systemd already has a unit {unit} "
                                    "(another container uses this cgroupsPath)") from None
             raise SystemdError(f"linux.cgroupsPath: {e}") from None
-    finally:
-        bus.close()
 
 
 def set_properties(unit: str, props: list[Any]) -> None:
     """`update`: the unit's properties change with the files (runtime only, as runc)."""
     if not props:
         return
-    bus = Bus()
-    try:
+    with Bus() as bus:
         bus.call("SetUnitProperties", "sba(sv)", unit, True, props)
-    finally:
-        bus.close()
 
 
 def stop_scope(unit: str, undoing: bool = False) -> None:
@@ -367,7 +367,7 @@ def stop_scope(unit: str, undoing: bool = False) -> None:
         if undoing:
             return
         raise
-    try:
+    with bus:
         try:
             bus.run_job("StopUnit", "ss", unit, "replace")
         except SystemdError as e:
@@ -378,5 +378,3 @@ def stop_scope(unit: str, undoing: bool = False) -> None:
             bus.call("ResetFailedUnit", "s", unit)
         except SystemdError:
             pass  # not failed, or gone: nothing to forget
-    finally:
-        bus.close()

@@ -243,6 +243,7 @@ class Wasm(Handler):
             except OSError as e:
                 raise YacrError(f"wasm host: cannot make a read-only view of {d}: "
                                 f"{e.strerror}") from None
+
     def resolve(self, arg0: str, env: dict[str, str], cwd: str) -> str:
         from yacr.wasm import host as H
 

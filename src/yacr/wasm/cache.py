@@ -159,6 +159,7 @@ class Cache:
             self._engine_id = (f"wasmtime={library_version(self.lib_path)};"
                                f"{self.settings.key()};cpu={cpu_id()}")
         return f"{wasm_sha};{self._engine_id}"
+
     def entry_path(self, ident: str, suffix: str = ".cwasm") -> str:
         return fs.join(self.dir, _sha256.sha256(ident.encode()).hexdigest() + suffix)
 
@@ -221,11 +222,12 @@ class Cache:
             self._secret = key
         return self._secret
 
-    def _mac(self, ident: str, payload: bytes) -> bytes:
+    def _mac(self, ident: str) -> _blake2.blake2b:
+        """The entry's MAC, bound to its key, before its bytes are fed in: the writer gives
+        them at once, the reader a window at a time."""
         h = _blake2.blake2b(key=self.secret(), digest_size=MAC_SIZE)
         h.update(ident.encode() + b"\0")
-        h.update(payload)
-        return h.digest()
+        return h
 
     # --- lookups ---------------------------------------------------------------------
     def open_entry(self, ident: str, suffix: str = ".cwasm", payload: bool = False
@@ -269,8 +271,7 @@ class Cache:
         trailer = posix.pread(fd, TRAILER, body)
         if len(trailer) != TRAILER or trailer[:-MAC_SIZE] != MAGIC:
             return "bad trailer", None
-        h = _blake2.blake2b(key=self.secret(), digest_size=MAC_SIZE)
-        h.update(ident.encode() + b"\0")
+        h = self._mac(ident)
         window = memoryview(bytearray(min(body, WINDOW) or 1))
         kept = []
         offset = 0
@@ -300,7 +301,9 @@ class Cache:
                         posix.O_NOFOLLOW, ENTRY_MODE)
         try:
             posix.fchmod(fd, ENTRY_MODE)  # whatever the umask
-            data = payload + MAGIC + self._mac(ident, payload)
+            mac = self._mac(ident)
+            mac.update(payload)
+            data = payload + MAGIC + mac.digest()
             view = memoryview(data)
             while view:
                 n = posix.write(fd, view)
