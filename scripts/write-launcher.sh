@@ -12,17 +12,11 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 python=$(readlink -f "$venv/bin/python3")
 share="$venv/share/yacr"
 mkdir -p "$share"
-"$venv/bin/python3" -m yacr.boot "$share/boot.bundle" "$src" >/dev/null
-cat > "$share/yacr.py.tmp" <<EOS
-import sys
-sys.path.insert(0, "$src")
-import yacr.boot
-yacr.boot.preload("$share/boot.bundle", sys.argv[1:])
-from yacr.cli import entrypoint
-entrypoint()
-EOS
-mv "$share/yacr.py.tmp" "$share/yacr.py"
-defs="-DPYTHON=\"$python\" -DSCRIPT=\"$share/yacr.py\""
+# The bundle, and the launcher's script as compiled code (yacr.pyc: boot.py ending in a
+# call of its launch(), see src/yacr/boot.py).
+"$venv/bin/python3" -m yacr.boot "$share/boot.bundle" "$src" "$share/yacr.pyc" >/dev/null
+rm -f "$share/yacr.py"  # the script of earlier versions
+defs="-DPYTHON=\"$python\" -DSCRIPT=\"$share/yacr.pyc\""
 # Without the C library where the launcher knows the machine's system calls (see the C
 # file: every command's start is 0.6 ms cheaper), else against it.
 case $(uname -m) in
@@ -39,7 +33,8 @@ elif gcc -O2 -Wall -Wextra -Werror $defs -o "$venv/bin/yacr.tmp" \
 else
     # No compiler: a script launcher (same start-up, without the sealed interpreter copy).
     echo "warning: gcc failed (see $share/gcc.log); yacr runs on the host interpreter" >&2
-    { echo "#!$python -IS"; cat "$share/yacr.py"; } > "$venv/bin/yacr.tmp"
+    printf '#!%s -IS\nimport sys\nsys.path.insert(0, "%s")\nimport yacr.boot\nyacr.boot.launch("%s", "%s")\n' \
+        "$python" "$src" "$share/boot.bundle" "$src" > "$venv/bin/yacr.tmp"
     chmod 755 "$venv/bin/yacr.tmp"
 fi
 mv "$venv/bin/yacr.tmp" "$venv/bin/yacr"

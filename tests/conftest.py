@@ -27,19 +27,19 @@ from yacr.bundle import build_rootfs, busybox_spec  # noqa: E402
 
 YACR = str(REPO / ".venv" / "bin" / "yacr")
 # the Python side of the launcher, for tests that run it under their own interpreter flags
-YACR_SCRIPT = str(REPO / ".venv" / "share" / "yacr" / "yacr.py")
+YACR_SCRIPT = str(REPO / ".venv" / "share" / "yacr" / "yacr.pyc")
 BUILD = REPO / "build"
 CGROUP = Path("/sys/fs/cgroup")
 
 
 @pytest.fixture(scope="session", autouse=True)
 def fresh_boot_bundle() -> None:
-    """Rebuild the launcher's start-up bundle: edited sources would make it stale (and
-    unused, so every start slower than it should be)."""
+    """Rebuild the launcher's start-up bundle and script: edited sources would make them
+    stale (and unused, so every start slower than it should be)."""
     bundle = REPO / ".venv" / "share" / "yacr" / "boot.bundle"
     if bundle.parent.is_dir():
-        subprocess.run([sys.executable, "-m", "yacr.boot", str(bundle), str(REPO / "src")],
-                       check=True, capture_output=True)
+        subprocess.run([sys.executable, "-m", "yacr.boot", str(bundle), str(REPO / "src"),
+                        YACR_SCRIPT], check=True, capture_output=True)
 
 
 @pytest.fixture(scope="session")

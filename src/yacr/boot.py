@@ -13,13 +13,22 @@ still imports normally.
 The bundle is used only when it is current: the same Python (bytecode magic) and,
 for every bundled module, the same source size and mtime. Otherwise, or if anything
 fails while loading, the modules load the usual way: slower, never different.
+
+The launcher's script is this module itself, compiled into a .pyc that ends in a call of
+launch() (write_entry): Python runs it without the import machinery ever looking for
+yacr.boot. A copy older than boot.py hands over to boot.py's own code.
 """
 
 # No `from __future__ import annotations` here: this module is imported on every start,
 # and that statement imports the __future__ module (forward references are quoted).
+import gc
 import marshal
 import posix
 import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import CodeType
 
 # Completion order of the imports of `yacr run` (tests/test_boot.py keeps it honest).
 BUNDLED = (
@@ -50,15 +59,23 @@ _FORMAT = 3  # an index, then each module's code on its own (see build)
 
 def command_of(argv: list[str]) -> str:
     """The subcommand in a yacr command line (global flags come first, as in runc)."""
+    return _scan(argv)[0]
+
+
+def _scan(argv: list[str]) -> tuple[str, bool]:
+    """The subcommand, and whether the global flags ask for --debug."""
+    debug = False
     i = 0
     while i < len(argv):
         a = argv[i]
         if not a.startswith("-"):
-            return a
+            return a, debug
         if a in _VALUE_FLAGS:
             i += 1
+        elif a.lstrip("-").startswith("debug") and not a.endswith("=false"):
+            debug = True
         i += 1
-    return ""
+    return "", debug
 
 
 def _magic() -> bytes:
@@ -99,12 +116,16 @@ def build(out: str, src_root: str) -> int:
 
 
 def _compile(source: bytes, path: str) -> object:
-    """A module's code for the bundle, as the import system would compile it, but for two
-    things that cost every command and change nothing it does: optimize=2 drops the
-    docstrings (a third of the bundle, and of its memory; yacr uses neither __doc__ nor
-    assert in these modules), and a `from __future__ import ...` becomes the compiler flag
-    it stands for instead of an import of the `__future__` module at run time (a search
-    of the standard library's directory, ~0.3 ms per command)."""
+    """A module's code for the bundle, as the import system would compile it, but for
+    three things that cost every command and change nothing it does:
+    - optimize=2 drops the docstrings (a third of the bundle, and of its memory; yacr
+      uses neither __doc__ nor assert in these modules);
+    - a `from __future__ import ...` becomes the compiler flag it stands for instead of
+      an import of the `__future__` module at run time (a search of the standard
+      library's directory, ~0.3 ms per command);
+    - no line tables (0.1 MiB of every command's memory): only a traceback reads them,
+      and a user never sees one; with --debug, which logs them, the bundle is not used.
+    """
     import __future__
 
     import ast
@@ -119,7 +140,76 @@ def _compile(source: bytes, path: str) -> object:
         else:
             body.append(node)
     tree.body = body
-    return compile(tree, path, "exec", flags=flags, dont_inherit=True, optimize=2)
+    return _without_lines(compile(tree, path, "exec", flags=flags, dont_inherit=True,
+                                  optimize=2))
+
+
+def _without_lines(code: "CodeType") -> "CodeType":
+    consts = tuple(_without_lines(c) if isinstance(c, type(code)) else c
+                   for c in code.co_consts)
+    return code.replace(co_linetable=b"", co_consts=consts)
+
+
+def write_entry(out: str, bundle: str, src_root: str) -> None:
+    """Write the launcher's script as compiled code: this module, ending in a call of
+    launch(bundle, src_root, the mtime and size of this module's source).
+
+    Python runs a .pyc given as its script without compiling anything or looking up
+    yacr.boot through the import machinery (finders, stats, reads: ~0.3 ms per command).
+    """
+    import ast
+
+    path = f"{src_root}/yacr/boot.py"
+    with open(path, "rb") as f:
+        source = f.read()
+    st = posix.stat(path)
+    tree = ast.parse(source, path)
+    # everything but the `if __name__ == "__main__":` block (the builder's command line)
+    tree.body = [n for n in tree.body if not (isinstance(n, ast.If)
+                                               and isinstance(n.test, ast.Compare)
+                                               and getattr(n.test.left, "id", "") == "__name__")]
+    call = f"launch({bundle!r}, {src_root!r}, ({st.st_mtime_ns}, {st.st_size}))"
+    tree.body += ast.parse(call).body
+    code = compile(tree, path, "exec", dont_inherit=True, optimize=2)
+    # a .pyc: the magic, flags 0 (checked by timestamp), a timestamp and size Python does
+    # not check for a script (built_from above does), the code
+    tmp = f"{out}.{posix.getpid()}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(_magic() + bytes(12) + marshal.dumps(code))
+    posix.rename(tmp, out)
+
+
+def launch(bundle: str, src_root: str, built_from: tuple[int, int] | None = None) -> None:
+    """The launcher's script: load the bundle (for a lifecycle command), then run the CLI.
+
+    built_from: the (mtime, size) of this module's source when write_entry copied its
+    code; a copy that no longer matches the source hands over to the source's own code.
+    """
+    sys.path.insert(0, src_root)
+    if built_from is not None:
+        try:
+            st = posix.stat(f"{src_root}/yacr/boot.py")
+            current = (st.st_mtime_ns, st.st_size) == built_from
+        except OSError:
+            current = False
+        if not current:
+            from yacr import boot
+
+            boot.launch(bundle, src_root)
+            return
+    # The cyclic garbage collector would run about ten times while the bundle's modules
+    # are made (0.7 ms of a create), finding nothing to free: they live as long as the
+    # command. Once loaded they are set aside for good (gc.freeze), so that collections
+    # later, in the runtime and in init's fork, do not walk them again.
+    gc.disable()
+    try:
+        preload(bundle, sys.argv[1:])
+    finally:
+        gc.freeze()
+        gc.enable()
+    from yacr.cli import entrypoint
+
+    entrypoint()
 
 
 def preload(bundle: str, argv: list[str]) -> bool:
@@ -131,7 +221,9 @@ def preload(bundle: str, argv: list[str]) -> bool:
     something imports them (a container without a seccomp profile never loads the
     seccomp modules, nor their memory: peak RSS is one of the figures yacr is judged on).
     """
-    command = command_of(argv)
+    command, debug = _scan(argv)
+    if debug:
+        return False  # the ordinary imports: tracebacks in the log with their lines
     if command in HOT_COMMANDS:
         count = len(BUNDLED) + len(WASM)
     elif command in LIGHT_COMMANDS:
@@ -250,6 +342,8 @@ class _Bundle:
 
 
 if __name__ == "__main__":
-    # python -m yacr.boot OUT SRC: (re)build the bundle
+    # python -m yacr.boot BUNDLE SRC [ENTRY]: (re)build the bundle, and the launcher's script
     n = build(sys.argv[1], sys.argv[2])
+    if len(sys.argv) > 3:
+        write_entry(sys.argv[3], sys.argv[1], sys.argv[2])
     sys.stdout.write(f"bundled {n} modules into {sys.argv[1]}\n")
