@@ -10,6 +10,8 @@ import time
 
 import pytest
 
+from conftest import cgroup_dirs
+
 
 def wait_status(runtime, cid: str, status: str, timeout: float = 5) -> dict:
     deadline = time.monotonic() + timeout
@@ -171,6 +173,27 @@ def test_delete_running_needs_force(runtime, bundles):
     runtime("delete", "--force", cid, check=True)
     assert runtime("state", cid).returncode == 1
     assert not _running(pid)
+
+
+def test_delete_ends_what_outlived_init_without_a_pid_namespace(runtime, bundles):
+    """In the host's pid namespace, a background process outlives the container's init:
+    delete of the stopped container finds it in the container's cgroup and ends it (in a
+    pid namespace of its own, the kernel ends such processes with init)."""
+    cid = runtime.new_id()
+    spec = bundles.spec(["sh", "-c", "sleep 1000 & exit 0"])
+    spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"]
+                                   if n["type"] != "pid"]
+    runtime("run", "-d", "--bundle", bundles.write(spec), cid, check=True)
+    assert wait_status(runtime, cid, "stopped")["status"] == "stopped"
+    left = {int(p) for d in cgroup_dirs(cid) for p in (d / "cgroup.procs").read_text().split()}
+    assert left, "the background sleep should still be in the container's cgroup"
+    runtime.pids.update(left)
+    runtime("delete", cid, check=True)
+    deadline = time.monotonic() + 5
+    while any(_running(p) for p in left) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_running(p) for p in left)
+    assert cgroup_dirs(cid) == []
 
 
 def test_delete_missing(runtime):

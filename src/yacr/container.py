@@ -719,6 +719,7 @@ def destroy(ctx: Context, st: State, run_poststop: bool = True, reaped: bool = F
     _end_hook_group(st)
     if not reaped:
         fd = _pidfd_for(st)
+        init_gone = fd is None and st.pid > 0  # (no pid: a create killed before it knew)
         if fd is not None:
             import select
 
@@ -730,10 +731,14 @@ def destroy(ctx: Context, st: State, run_poststop: bool = True, reaped: bool = F
                 cgroups.freeze(st.cgroups, False)
             p = select.poll()
             p.register(fd, select.POLLIN)
-            p.poll(5000)
+            init_gone = bool(p.poll(5000))
             posix.close(fd)
         own = _own_cgroups(st)
-        if own and cgroups.pids(own):
+        # In a pid namespace of its own, init's exit took every other process of the
+        # container with it (the kernel ends them before init's exit completes): there is
+        # nothing to look for (a read of cgroup.procs per hierarchy, 0.2 ms on v1 hosts).
+        # Anything else still in a cgroup is killed when that cgroup will not go.
+        if own and not (st.own_pidns and init_gone) and cgroups.pids(own):
             cgroups.signal_all(own, 9)
     if st.cgroups:
         _stop_unit(st)
