@@ -6,8 +6,9 @@ a quarter of what our own imports cost. `make setup` compiles those modules into
 file next to the launcher; for `create`, `run` and `exec` the launcher loads them from
 it in the order a normal import completes them, so each module's dependencies are in
 place before its body runs, and the other lifecycle commands (start, state, kill,
-delete...) load the prefix they need. The OPTIONAL modules (the seccomp compiler, and what
-a wasm container adds) are served from it only if imported. Anything not in the bundle
+delete...) load the prefix they need. The OPTIONAL modules (the seccomp compiler, what
+a wasm container adds, and the rootfs code only init runs) are served from it only if
+imported. Anything not in the bundle
 still imports normally.
 
 The bundle is used only when it is current: the same Python (bytecode magic) and,
@@ -34,11 +35,11 @@ if TYPE_CHECKING:
 BUNDLED = (
     "yacr", "yacr.fs", "yacr.errors", "yacr.jsonio", "yacr.log", "yacr.cli", "yacr.cgroups",
     "yacr.state", "yacr.container", "yacr.handlers", "yacr.protocol", "yacr.linux",
-    "yacr.linux.sys", "yacr.linux.capabilities", "yacr.linux.process", "yacr.linux.mounts",
-    "yacr.linux.rootfs", "yacr.linux.namespaces", "yacr.init", "yacr.spec",
-    "yacr.handlers.native", "yacr.cgroups.resources", "yacr.cgroups.devices",
-    "yacr.linux.seccomp", "yacr.linux.bpf", "yacr.cgroups.manager", "yacr.cgroups.v1",
-    "yacr.cgroups.v2", "yacr.waiter",
+    "yacr.linux.sys", "yacr.linux.capabilities", "yacr.linux.process",
+    "yacr.linux.namespaces", "yacr.init", "yacr.spec", "yacr.handlers.native",
+    "yacr.cgroups.resources", "yacr.cgroups.devices", "yacr.linux.seccomp", "yacr.linux.bpf",
+    "yacr.cgroups.manager", "yacr.cgroups.v1", "yacr.cgroups.v2", "yacr.linux.mounts",
+    "yacr.linux.rootfs", "yacr.waiter",
 )
 HOT_COMMANDS = frozenset({"create", "run", "exec"})
 # The other lifecycle commands need only the first modules of the list (cli, state,
@@ -50,8 +51,11 @@ LIGHT = BUNDLED[:BUNDLED.index("yacr.container") + 1]
 # host's handoff, the cache and its allowlist), in completion order.
 WASM = ("yacr.wasm", "yacr.handlers.wasm", "yacr.wasm.engine", "yacr.wasm.host",
         "yacr.wasm.cache", "yacr.venv", "yacr.wasm.allowlist")
-# Served only when imported: what many containers never need (see preload).
-OPTIONAL = frozenset({"yacr.linux.seccomp", "yacr.linux.bpf", *WASM})
+# What init alone runs: imported by init after the fork, so the runtime never holds it.
+INIT_ONLY = ("yacr.linux.mounts", "yacr.linux.rootfs")
+# Served only when imported: what many containers never need, and what only init needs
+# (see preload).
+OPTIONAL = frozenset({"yacr.linux.seccomp", "yacr.linux.bpf", *INIT_ONLY, *WASM})
 _VALUE_FLAGS = frozenset({"--root", "-root", "--log", "-log", "--log-format", "-log-format",
                           "--criu", "-criu", "--rootless", "-rootless"})
 _FORMAT = 4  # an index, then each module's code on its own (see build)
@@ -291,9 +295,9 @@ def _open(fd: int, count: int, bundle: str) -> "_Bundle | None":
 class _Bundle:
     """The bundle: runs its modules (from the fd preload opened), and is the import
     system's finder and loader for the OPTIONAL ones, read (opening the bundle again:
-    no fd is kept) and run when first imported. Those are imported by the runtime, never
-    by a container's init after pivot_root, where the bundle's path is out of reach (a
-    failed read falls back to the ordinary import)."""
+    no fd is kept) and run when first imported. Those are imported by the runtime, or by
+    init before it leaves the host's mount namespace, never after pivot_root, where the
+    bundle's path is out of reach (a failed read falls back to the ordinary import)."""
 
     def __init__(self, path: str, fd: int, base: int, index: list[tuple]) -> None:
         self.path = path
