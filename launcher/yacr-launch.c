@@ -38,6 +38,9 @@
 
 #define ENV_NAME "YACR_CLI="
 #define SELF_MAX 4096
+#define LC_ALL_NAME "LC_ALL="
+#define LC_SAVED "YACR_LC_ALL="
+#define LC_MAX 4096
 
 #if defined(YACR_NOLIBC)
 
@@ -159,14 +162,51 @@ static void run(int argc, char **argv, char **envp) {
     long n = readlink_("/proc/self/exe", self + sizeof ENV_NAME - 1, SELF_MAX - 1);
     int nenv = 0;
     while (envp[nenv]) nenv++;
-    char *env[nenv + 2];
-    int k = 0;
+    /* The interpreter starts in the C locale (LC_ALL=C): it then maps no locale files
+     * (0.15 MiB of every command's memory, measured) and runs in UTF-8 mode, which is
+     * what C.UTF-8 gives it too. The caller's LC_ALL travels in $YACR_LC_ALL ("+" and
+     * its value, or "-" for none), and yacr.boot.launch puts it back before yacr starts
+     * anything (a hook inherits the caller's environment). A caller's $YACR_LC_ALL is
+     * dropped; with more than one LC_ALL, or a longer one than LC_MAX, nothing changes. */
+    static char saved[sizeof LC_SAVED + 1 + LC_MAX];
+    const char *caller = 0;
+    int lc_all = 0;
     for (int i = 0; i < nenv; i++)
-        if (n <= 0 || !starts_with(envp[i], ENV_NAME)) env[k++] = envp[i];
+        if (starts_with(envp[i], LC_ALL_NAME)) {
+            caller = envp[i] + sizeof LC_ALL_NAME - 1;
+            lc_all++;
+        }
+    int c_locale = lc_all <= 1;
+    if (caller) {
+        int len = 0;
+        while (caller[len]) len++;
+        if (len > LC_MAX) c_locale = 0;
+    }
+    char *env[nenv + 4];
+    int k = 0;
+    for (int i = 0; i < nenv; i++) {
+        if (n > 0 && starts_with(envp[i], ENV_NAME)) continue;
+        if (c_locale && (starts_with(envp[i], LC_ALL_NAME) || starts_with(envp[i], LC_SAVED)))
+            continue;
+        env[k++] = envp[i];
+    }
     if (n > 0) {
         for (unsigned i = 0; i < sizeof ENV_NAME - 1; i++) self[i] = ENV_NAME[i];
         self[sizeof ENV_NAME - 1 + n] = 0;
         env[k++] = self;
+    }
+    if (c_locale) {
+        char *p = saved;
+        for (const char *q = LC_SAVED; *q; q++) *p++ = *q;
+        if (caller) {
+            *p++ = '+';
+            for (const char *q = caller; *q; q++) *p++ = *q;
+        } else {
+            *p++ = '-';
+        }
+        *p = 0;
+        env[k++] = saved;
+        env[k++] = LC_ALL_NAME "C";
     }
     env[k] = 0;
     /* The interpreter's own path, never a bare name: Python derives its prefix (the

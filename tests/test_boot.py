@@ -3,6 +3,7 @@ and must never be used when it no longer matches the sources."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -138,3 +139,16 @@ def test_bundle_loads_c_extensions_from_their_files(runtime):
             "'_nope' in sys.modules)")
     out = subprocess.run([sys.executable, "-IS", "-c", code], capture_output=True, text=True)
     assert out.stdout.split() == ["['_json']", "False"], out.stderr
+
+
+def test_the_interpreter_maps_no_locale_files(runtime, bundles):
+    """The launcher starts the interpreter with LC_ALL=C: no locale archive or LC_CTYPE file
+    is mapped (0.15 MiB of every command). init, a fork of the runtime still waiting for
+    `start`, shows the runtime's mappings."""
+    cid = runtime.new_id()
+    env = dict(os.environ, LANG="C.UTF-8", LC_ALL="C.UTF-8")
+    runtime("create", "--bundle", bundles.make(["true"]), cid, check=True, env=env)
+    maps = open(f"/proc/{runtime.state(cid)['pid']}/maps").read()
+    runtime("delete", "--force", cid, check=True)
+    assert "python" in maps  # init is still the runtime's interpreter
+    assert "/usr/lib/locale/" not in maps, maps

@@ -225,3 +225,21 @@ def test_hooks_without_env_get_the_runtimes_environment(runtime, bundles, tmp_pa
         assert "YACR_HOOK_MARK=from-the-runtime" in lines, name
         assert any(x.startswith("PATH=") and x.endswith(":/hook-path") for x in lines), name
     assert "YACR_HOOK_MARK" not in (out / "empty").read_text()
+
+
+@pytest.mark.parametrize("lc_all", [None, "de_DE.UTF-8", ""])
+def test_hooks_inherit_the_callers_locale(runtime, bundles, tmp_path, lc_all):
+    """The launcher starts the interpreter with LC_ALL=C (no locale files to map); what yacr
+    starts still gets the caller's LC_ALL, set, empty or absent, and nothing of the swap."""
+    out = tmp_path / "env"
+    spec = bundles.spec(["true"])
+    spec["hooks"] = {"prestart": [{"path": "/bin/sh", "args": ["sh", "-c", f"env > {out}"]}]}
+    env = {k: v for k, v in os.environ.items() if k != "LC_ALL"}
+    if lc_all is not None:
+        env["LC_ALL"] = lc_all
+    p = runtime("run", "--bundle", bundles.write(spec), runtime.new_id(), env=env)
+    assert p.returncode == 0, p.stderr
+    lines = out.read_text().splitlines()
+    got = [x for x in lines if x.startswith(("LC_ALL=", "YACR_LC_ALL="))]
+    assert got == ([] if lc_all is None else [f"LC_ALL={lc_all}"])
+    assert len(lines) > 3  # the rest of the caller's environment is there too

@@ -212,6 +212,7 @@ def launch(bundle: str, src_root: str, built_from: tuple[int, int] | None = None
     built_from: the (mtime, size) of this module's source when write_entry copied its
     code; a copy that no longer matches the source hands over to the source's own code.
     """
+    _restore_locale()
     sys.path.insert(0, src_root)
     if built_from is not None:
         try:
@@ -369,6 +370,23 @@ class _Bundle:
             posix.close(fd)
         exec(code, module.__dict__)  # type: ignore[attr-defined]
 
+
+
+def _restore_locale() -> None:
+    """Put the caller's LC_ALL back: the launcher started the interpreter in the C locale
+    and kept the caller's value in $YACR_LC_ALL (see launcher/yacr-launch.c), so that what
+    yacr starts (a hook) inherits the caller's environment, not the launcher's."""
+    env = posix.environ
+    saved = env.pop(b"YACR_LC_ALL", None)
+    if saved is None:
+        return  # not started by the launcher: the environment is the caller's
+    posix.unsetenv(b"YACR_LC_ALL")
+    if saved.startswith(b"+"):
+        env[b"LC_ALL"] = saved[1:]
+        posix.putenv(b"LC_ALL", saved[1:])
+    else:
+        env.pop(b"LC_ALL", None)
+        posix.unsetenv(b"LC_ALL")
 
 
 def _load_extensions(extensions: tuple[tuple[str, str], ...]) -> list[str]:

@@ -144,7 +144,8 @@ def sequence(ctx: Context) -> tuple[dict[str, dict[str, list[float]]], dict[str,
                 tracker.done(cid)
                 got["kill"] = k.wall_ms
             if floor:
-                got[FLOOR] = measure.spawn(ctx.env, interpreter_alone()).wall_ms
+                got[FLOOR] = measure.spawn(ctx.env, interpreter_alone(),
+                                           extra_env=LAUNCHER_ENV).wall_ms
             return got
 
         jobs = {}
@@ -160,9 +161,13 @@ def sequence(ctx: Context) -> tuple[dict[str, dict[str, list[float]]], dict[str,
     return got, res.skipped
 
 
+# What the launcher sets in the interpreter's environment (launcher/yacr-launch.c).
+LAUNCHER_ENV = {"LC_ALL": "C"}
+
+
 def interpreter_alone() -> list[str]:
-    """The command line yacr's launcher gives the interpreter, with `pass` for the script:
-    what no change to yacr's own code can make cheaper."""
+    """The command line yacr's launcher gives the interpreter (in LAUNCHER_ENV), with `pass`
+    for the script: what no change to yacr's own code can make cheaper."""
     import sys
 
     return [os.path.realpath(sys.executable), "-IS", "-X", "frozen_modules=on", "-c", "pass"]
@@ -322,7 +327,8 @@ def run(ctx: Context) -> Result:
                      "rounds. The harness reaps every container process at once, as "
                      "containerd's shim does (it is their subreaper): runsc's delete waits "
                      "for its sandbox process to be reaped.")
-    res.notes.append(f"{FLOOR}: `{' '.join(interpreter_alone()[1:])}` on yacr's interpreter, "
+    res.notes.append(f"{FLOOR}: `LC_ALL=C {' '.join(interpreter_alone()[1:])}` on yacr's "
+                     "interpreter (the launcher's environment and flags), "
                      "timed in yacr's rounds of the sequence: the floor under every yacr "
                      "command, which starts that interpreter before any of yacr's code runs.")
     for rt in rts.values():

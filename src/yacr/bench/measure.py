@@ -73,8 +73,9 @@ def null_files(env: Environment) -> tuple[str, str]:
 
 
 def spawn(env: Environment, cmd: list[str], check: bool = True, timeout: float = 120,
-          log: str | None = None) -> Run:
-    """Run cmd to completion; its stderr goes to `log` (a file, truncated first)."""
+          log: str | None = None, extra_env: dict[str, str] | None = None) -> Run:
+    """Run cmd to completion (with extra_env added to the environment); its stderr goes to
+    `log` (a file, truncated first)."""
     import threading
 
     log = log or _log_path(env, cmd) + f".{threading.get_ident()}"
@@ -86,7 +87,8 @@ def spawn(env: Environment, cmd: list[str], check: bool = True, timeout: float =
           (os.POSIX_SPAWN_OPEN, 1, sink, os.O_WRONLY | os.O_APPEND, 0),
           (os.POSIX_SPAWN_OPEN, 2, log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)]
     t0 = time.perf_counter()
-    pid = os.posix_spawnp(cmd[0], cmd, os.environ, file_actions=fa)
+    environ = {**os.environ, **extra_env} if extra_env else os.environ
+    pid = os.posix_spawnp(cmd[0], cmd, environ, file_actions=fa)
     try:
         pfd = os.pidfd_open(pid)
     except OSError:
