@@ -152,3 +152,48 @@ def test_the_interpreter_maps_no_locale_files(runtime, bundles):
     runtime("delete", "--force", cid, check=True)
     assert "python" in maps  # init is still the runtime's interpreter
     assert "/usr/lib/locale/" not in maps, maps
+
+
+def test_light_commands_get_the_rest_from_the_bundle(runtime, bundles):
+    """`start` loads only the bundle's lifecycle prefix, without the cgroup code; `delete`
+    imports that code when it needs it, and gets it from the bundle, not from the sources."""
+    cid = runtime.new_id()
+    runtime("create", "--bundle", bundles.make(["true"]), cid, check=True)
+
+    def loaders(*args: str) -> dict[str, str]:
+        p = subprocess.run([sys.executable, "-IS", "-v", YACR_SCRIPT, "--root",
+                            str(runtime.root), *args], capture_output=True, text=True,
+                           timeout=60)
+        assert p.returncode == 0, p.stderr[-2000:]
+        out = {}
+        for line in p.stderr.splitlines():
+            if line.startswith("import 'yacr") and " # " in line:
+                out[line.split("'")[1]] = line.split(" # ", 1)[1]
+        return out
+
+    assert "yacr.cgroups" not in loaders("start", cid)
+    seen = loaders("delete", cid)
+    assert "_Bundle" in seen.get("yacr.cgroups", ""), seen
+    assert not [m for m, how in seen.items() if "SourceFileLoader" in how], seen
+
+
+def test_a_stale_module_beyond_the_prefix_is_not_served(tmp_path):
+    """A light command's prefix is checked when it loads; a module it imports later is
+    checked then, and one edited since the bundle was built comes from its source."""
+    src = tmp_path / "src"
+    shutil.copytree(SRC, src, ignore=shutil.ignore_patterns("__pycache__"))
+    bundle = tmp_path / "b"
+    subprocess.run([sys.executable, "-m", "yacr.boot", str(bundle), str(src)], check=True,
+                   capture_output=True, cwd=src)
+    code = (f"import sys; sys.path.insert(0, {str(src)!r}); import yacr.boot as b; "
+            f"print(b.preload({str(bundle)!r}, ['state', 'x'])); import yacr.cgroups as c; "
+            "print(type(c.__spec__.loader).__name__)")
+
+    def run() -> list[str]:
+        p = subprocess.run([sys.executable, "-IS", "-c", code], capture_output=True, text=True)
+        return p.stdout.split()
+
+    assert run() == ["True", "_Bundle"]
+    cg = src / "yacr" / "cgroups" / "__init__.py"
+    cg.write_text(cg.read_text() + "\n")
+    assert run() == ["True", "SourceFileLoader"]

@@ -33,8 +33,8 @@ if TYPE_CHECKING:
 
 # Completion order of the imports of `yacr run` (tests/test_boot.py keeps it honest).
 BUNDLED = (
-    "yacr", "yacr.fs", "yacr.errors", "yacr.jsonio", "yacr.log", "yacr.cli", "yacr.cgroups",
-    "yacr.state", "yacr.container", "yacr.handlers", "yacr.protocol", "yacr.linux",
+    "yacr", "yacr.fs", "yacr.errors", "yacr.jsonio", "yacr.log", "yacr.cli", "yacr.state",
+    "yacr.container", "yacr.cgroups", "yacr.handlers", "yacr.protocol", "yacr.linux",
     "yacr.linux.sys", "yacr.linux.capabilities", "yacr.linux.process",
     "yacr.linux.namespaces", "yacr.init", "yacr.spec", "yacr.handlers.native",
     "yacr.cgroups.resources", "yacr.cgroups.devices", "yacr.linux.seccomp", "yacr.linux.bpf",
@@ -43,7 +43,9 @@ BUNDLED = (
 )
 HOT_COMMANDS = frozenset({"create", "run", "exec"})
 # The other lifecycle commands need only the first modules of the list (cli, state,
-# container and what those import), so they load just that prefix of the bundle.
+# container and what those import), so they load just that prefix of the bundle; what
+# one of them imports beyond it (the cgroup code for delete, kill, pause) comes from the
+# bundle when imported.
 LIGHT_COMMANDS = frozenset({"start", "state", "kill", "delete", "list", "pause", "resume",
                             "ps"})
 LIGHT = BUNDLED[:BUNDLED.index("yacr.container") + 1]
@@ -282,32 +284,39 @@ def _open(fd: int, count: int, bundle: str) -> "_Bundle | None":
         return None
     if fmt != _FORMAT or magic != _magic():
         return None
-    index = index[:count]
-    for _name, _pkg, path, mtime, size, _off, _len, _ext in index:
-        try:
-            st = posix.stat(path)
-        except OSError:
+    for e in index[:count]:
+        if not _current(e):
             return None
-        if st.st_mtime_ns != mtime or st.st_size != size:
-            return None
-    return _Bundle(bundle, fd, 8 + n, index)
+    return _Bundle(bundle, fd, 8 + n, index, count)
+
+
+def _current(e: tuple) -> bool:
+    """Whether a bundled module's source is still the one its code was compiled from."""
+    try:
+        st = posix.stat(e[2])
+    except OSError:
+        return False
+    return st.st_mtime_ns == e[3] and st.st_size == e[4]
 
 
 class _Bundle:
-    """The bundle: runs its modules (from the fd preload opened), and is the import
-    system's finder and loader for the OPTIONAL ones, read (opening the bundle again:
-    no fd is kept) and run when first imported. Those are imported by the runtime, or by
-    init before it leaves the host's mount namespace, never after pivot_root, where the
-    bundle's path is out of reach (a failed read falls back to the ordinary import)."""
+    """The bundle: runs the first `count` of its modules but the OPTIONAL ones (from the fd
+    preload opened), and is the import system's finder and loader for the others (a light
+    command's modules beyond its prefix, and the OPTIONAL ones), read (opening the bundle
+    again: no fd is kept) and run when first imported. Those are imported by the runtime,
+    or by init before it leaves the host's mount namespace, never after pivot_root, where
+    the bundle's path is out of reach (a failed read falls back to the ordinary import)."""
 
-    def __init__(self, path: str, fd: int, base: int, index: list[tuple]) -> None:
+    def __init__(self, path: str, fd: int, base: int, index: list[tuple], count: int) -> None:
         self.path = path
         self.fd = fd
         st = posix.fstat(fd)
         self.identity = (st.st_dev, st.st_ino)  # a rebuilt bundle is another file
         self.base = base
-        self.index = index
-        self.entries = {e[0]: e for e in index if e[0] in OPTIONAL}
+        self.index = index[:count]
+        self.entries = {e[0]: e for e in index[count:]}
+        self.entries.update((e[0], e) for e in self.index if e[0] in OPTIONAL)
+        self.checked = {e[0] for e in self.index}  # their sources were found current
 
     def code(self, e: tuple, fd: int) -> object:
         return marshal.loads(posix.pread(fd, e[6], self.base + e[5]))
@@ -342,7 +351,7 @@ class _Bundle:
 
     def find_spec(self, name: str, path: object = None, target: object = None) -> object:
         e = self.entries.get(name)
-        if e is None:
+        if e is None or (name not in self.checked and not _current(e)):
             return None
         try:
             st = posix.stat(self.path)
