@@ -34,7 +34,8 @@ if TYPE_CHECKING:
 # Completion order of the imports of `yacr run` (tests/test_boot.py keeps it honest).
 BUNDLED = (
     "yacr", "yacr.fs", "yacr.errors", "yacr.jsonio", "yacr.log", "yacr.cli", "yacr.state",
-    "yacr.container", "yacr.cgroups", "yacr.handlers", "yacr.protocol", "yacr.linux",
+    "yacr.container", "yacr.create", "yacr.cgroups", "yacr.handlers", "yacr.protocol",
+    "yacr.linux",
     "yacr.linux.sys", "yacr.linux.capabilities", "yacr.linux.process",
     "yacr.linux.namespaces", "yacr.init", "yacr.spec", "yacr.handlers.native",
     "yacr.cgroups.resources", "yacr.cgroups.devices", "yacr.linux.seccomp", "yacr.linux.bpf",
@@ -43,9 +44,9 @@ BUNDLED = (
 )
 HOT_COMMANDS = frozenset({"create", "run", "exec"})
 # The other lifecycle commands need only the first modules of the list (cli, state,
-# container and what those import), so they load just that prefix of the bundle; what
-# one of them imports beyond it (the cgroup code for delete, kill, pause) comes from the
-# bundle when imported.
+# container and what those import: not create's code), so they load just that prefix of
+# the bundle; what one of them imports beyond it (the cgroup code for delete, kill,
+# pause) comes from the bundle when imported.
 LIGHT_COMMANDS = frozenset({"start", "state", "kill", "delete", "list", "pause", "resume",
                             "ps"})
 LIGHT = BUNDLED[:BUNDLED.index("yacr.container") + 1]

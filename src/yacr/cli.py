@@ -229,9 +229,9 @@ def _create_options(o: dict[str, Any]) -> Any:
 
 
 def _create(ctx: Context, o: dict[str, Any], args: list[str]) -> int:
-    from yacr import container
+    from yacr.create import create
 
-    container.create(ctx, args[0], o["bundle"], _create_options(o))
+    create(ctx, args[0], o["bundle"], _create_options(o))
     return 0
 
 

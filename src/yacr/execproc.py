@@ -154,7 +154,8 @@ def exec_process(ctx: Context, st: State, proc: Process, *, console_socket: str 
     --cgroup), and cgroup_fallback lets a cgroup2 join that fails with EBUSY go to init's
     cgroup instead (see cgroups.join_exec)."""
     from yacr import handlers
-    from yacr.container import receive_fds, write_pid_file
+    from yacr.container import write_pid_file
+    from yacr.create import receive_fds
     from yacr.init import error_text, finish_process
     from yacr.linux.console import connect_socket
     from yacr.linux.process import check_lsm

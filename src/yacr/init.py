@@ -351,7 +351,7 @@ def run_userns_helper(cfg: InitConfig) -> NoReturn:
             elif plan.unshare & flag:
                 S.unshare(flag)
                 if kind == "time" and cfg.spec.linux.time_offsets:
-                    from yacr.container import _write_time_offsets
+                    from yacr.create import _write_time_offsets
 
                     _write_time_offsets(cfg.spec.linux.time_offsets)
         r, w = posix.pipe2(posix.O_CLOEXEC)
