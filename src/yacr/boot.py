@@ -8,8 +8,7 @@ it in the order a normal import completes them, so each module's dependencies ar
 place before its body runs, and the other lifecycle commands (start, state, kill,
 delete...) load the prefix they need. The OPTIONAL modules (the seccomp compiler, what
 a wasm container adds, and the rootfs code only init runs) are served from it only if
-imported. Anything not in the bundle
-still imports normally.
+imported. Anything not in the bundle still imports normally.
 
 The bundle is used only when it is current: the same Python (bytecode magic) and,
 for every bundled module, the same source size and mtime. Otherwise, or if anything
@@ -34,9 +33,8 @@ if TYPE_CHECKING:
 # Completion order of the imports of `yacr run` (tests/test_boot.py keeps it honest).
 BUNDLED = (
     "yacr", "yacr.fs", "yacr.errors", "yacr.jsonio", "yacr.log", "yacr.cli", "yacr.state",
-    "yacr.container", "yacr.create", "yacr.cgroups", "yacr.handlers", "yacr.protocol",
-    "yacr.linux",
-    "yacr.linux.sys", "yacr.linux.capabilities", "yacr.linux.process",
+    "yacr.container", "yacr.cgroups", "yacr.create", "yacr.handlers", "yacr.protocol",
+    "yacr.linux", "yacr.linux.sys", "yacr.linux.capabilities", "yacr.linux.process",
     "yacr.linux.namespaces", "yacr.init", "yacr.spec", "yacr.handlers.native",
     "yacr.cgroups.resources", "yacr.cgroups.devices", "yacr.linux.seccomp", "yacr.linux.bpf",
     "yacr.cgroups.manager", "yacr.cgroups.v1", "yacr.cgroups.v2", "yacr.linux.mounts",
@@ -217,17 +215,11 @@ def launch(bundle: str, src_root: str, built_from: tuple[int, int] | None = None
     """
     _restore_locale()
     sys.path.insert(0, src_root)
-    if built_from is not None:
-        try:
-            st = posix.stat(f"{src_root}/yacr/boot.py")
-            current = (st.st_mtime_ns, st.st_size) == built_from
-        except OSError:
-            current = False
-        if not current:
-            from yacr import boot
+    if built_from is not None and not _unchanged(f"{src_root}/yacr/boot.py", *built_from):
+        from yacr import boot
 
-            boot.launch(bundle, src_root)
-            return
+        boot.launch(bundle, src_root)
+        return
     # The cyclic garbage collector would run about ten times while the bundle's modules
     # are made (0.7 ms of a create), finding nothing to free: they live as long as the
     # command. Once loaded they are set aside for good (gc.freeze), so that collections
@@ -286,18 +278,19 @@ def _open(fd: int, count: int, bundle: str) -> "_Bundle | None":
     if fmt != _FORMAT or magic != _magic():
         return None
     for e in index[:count]:
-        if not _current(e):
+        if not _unchanged(*e[2:5]):
             return None
     return _Bundle(bundle, fd, 8 + n, index, count)
 
 
-def _current(e: tuple) -> bool:
-    """Whether a bundled module's source is still the one its code was compiled from."""
+def _unchanged(path: str, mtime_ns: int, size: int) -> bool:
+    """Whether a source is still the one its code was compiled from (a bundled module's,
+    or boot.py's for the launcher's copy of it)."""
     try:
-        st = posix.stat(e[2])
+        st = posix.stat(path)
     except OSError:
         return False
-    return st.st_mtime_ns == e[3] and st.st_size == e[4]
+    return st.st_mtime_ns == mtime_ns and st.st_size == size
 
 
 class _Bundle:
@@ -352,7 +345,7 @@ class _Bundle:
 
     def find_spec(self, name: str, path: object = None, target: object = None) -> object:
         e = self.entries.get(name)
-        if e is None or (name not in self.checked and not _current(e)):
+        if e is None or (name not in self.checked and not _unchanged(*e[2:5])):
             return None
         try:
             st = posix.stat(self.path)
@@ -379,7 +372,6 @@ class _Bundle:
         finally:
             posix.close(fd)
         exec(code, module.__dict__)  # type: ignore[attr-defined]
-
 
 
 def _restore_locale() -> None:

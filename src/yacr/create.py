@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import posix
 
-from yacr import fs
+from yacr import cgroups, fs
 from yacr.container import (
     Context,
     Created,
@@ -41,7 +41,7 @@ INIT_TIMEOUT = 600
 
 def create(ctx: Context, cid: str, bundle: str, opts: CreateOptions,
            detach: bool = True) -> Created:
-    from yacr import cgroups, handlers, init, protocol
+    from yacr import handlers, init, protocol
     from yacr import spec as specmod
     from yacr.linux import namespaces
     from yacr.linux.process import check_lsm
@@ -226,7 +226,7 @@ def _systemd_placer(ctx: Context, cid: str, unit: tuple[str, str], paths: dict[s
     """What create does right after forking the container's first process, with
     --systemd-cgroup: systemd's transient scope around it (with the limits systemd knows),
     the limits written to the delegated cgroup, then the go-ahead."""
-    from yacr import cgroups, protocol
+    from yacr import protocol
     from yacr.cgroups import devices, systemd
 
     rules = devices.build(res.devices or [], {d.path for d in spec.linux.devices})
@@ -245,8 +245,6 @@ def _make_cgroups(ctx: Context, st: State, paths: dict[str, str],
                   made: list[str]) -> dict[str, str]:
     """Create the cgroups; a user without the right to (rootless, no delegation) runs the
     container without them, warned."""
-    from yacr import cgroups
-
     try:
         cgroups.create(paths, made)
     except YacrError as e:
@@ -269,8 +267,6 @@ def _check_cgroup_usable(ctx: Context, paths: dict[str, str], made: list[str]) -
     """A cgroup that existed before the container: a frozen one would stop init at its
     first step (and create with it), so it is refused, as runc does; one with processes in
     it is shared with something else, which runc allows with a warning."""
-    from yacr import cgroups
-
     if not paths or set(made) >= set(paths.values()):
         return  # every leaf is new: nothing in it, and frozen only through a parent
     if cgroups.frozen_now(paths):
@@ -287,8 +283,6 @@ def _watch_init(paths: dict[str, str]) -> Callable[[], None]:
     leave init in the refrigerator and the runtime waiting forever; and no step of init's
     set-up may take longer than INIT_TIMEOUT."""
     import time
-
-    from yacr import cgroups
 
     deadline = time.monotonic() + INIT_TIMEOUT
 
@@ -387,8 +381,6 @@ def _fork_into_namespaces(plan: Any, offsets: dict[str, tuple[int, int]], cfg: A
 def _fork_child(cfg: Any) -> tuple[int, bool]:
     """Fork the container's first process, born in its cgroup2 cgroup where there is one
     and the runtime does not place it itself (systemd's scope exists only around it)."""
-    from yacr import cgroups
-
     if cfg.cgroup_by_runtime:
         return posix.fork(), False
     return cgroups.fork_in(cfg.cgroup_paths)
@@ -451,8 +443,6 @@ def _write_time_offsets(offsets: dict[str, tuple[int, int]]) -> None:
 
 def _undo_create(ctx: Context, st: State, pid: int, made: list[str]) -> None:
     """Leave nothing behind after a failed create: process, cgroups, state directory."""
-    from yacr import cgroups
-
     if pid > 0:
         try:
             posix.kill(pid, 9)
