@@ -32,6 +32,21 @@ BUILD = REPO / "build"
 CGROUP = Path("/sys/fs/cgroup")
 
 
+def importtime(args: list[str], launcher: list[str]) -> tuple[int, str, str, list[str]]:
+    """Run a yacr command under -X importtime: its exit status, stdout, stderr, and every
+    module in the order its import completed (files, not pipes: a created container's
+    init keeps the runtime's stdio open)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        p = subprocess.run([sys.executable, "-IS", "-X", "importtime", *launcher, *args],
+                           stdout=out, stderr=err, timeout=60)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(), err.read().decode()
+    mods = [ln.rsplit("|", 1)[1].strip() for ln in stderr.splitlines()
+            if ln.startswith("import time:") and "|" in ln]
+    return p.returncode, stdout, stderr, mods
+
+
 @pytest.fixture(scope="session", autouse=True)
 def fresh_boot_bundle() -> None:
     """Rebuild the launcher's start-up bundle and script: edited sources would make them

@@ -7,24 +7,16 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 
-from conftest import REPO, YACR_SCRIPT
+from conftest import REPO, YACR_SCRIPT, importtime
 
 SRC = str(REPO / "src")
 BUNDLE = str(REPO / ".venv" / "share" / "yacr" / "boot.bundle")
 
 
 def import_report(args: list[str], launcher: list[str]) -> list[str]:
-    """yacr modules in the order their import completed (-X importtime lists them so)."""
-    with tempfile.TemporaryFile() as err:
-        subprocess.run([sys.executable, "-IS", "-X", "importtime", *launcher, *args],
-                       stdout=subprocess.DEVNULL, stderr=err, timeout=60)
-        err.seek(0)
-        lines = err.read().decode().splitlines()
-    mods = [ln.rsplit("|", 1)[1].strip() for ln in lines if ln.startswith("import time:")
-            and "|" in ln]
-    return [m for m in mods if m.startswith("yacr")]
+    """yacr modules in the order their import completed."""
+    return [m for m in importtime(args, launcher)[3] if m.startswith("yacr")]
 
 
 def test_bundle_lists_what_run_imports(runtime, bundles):
@@ -41,12 +33,9 @@ def test_bundle_lists_what_run_imports(runtime, bundles):
 def test_launcher_loads_run_from_the_bundle(runtime, bundles):
     from yacr.boot import OPTIONAL
 
-    run = subprocess.run([sys.executable, "-IS", "-X", "importtime", YACR_SCRIPT, "--root",
-                          str(runtime.root), "run", "--bundle", bundles.make(["true"]),
-                          runtime.new_id()], capture_output=True, text=True, timeout=60)
-    assert run.returncode == 0, run.stderr
-    mods = [ln.rsplit("|", 1)[1].strip() for ln in run.stderr.splitlines()
-            if ln.startswith("import time:") and "|" in ln]
+    rc, _, err, mods = importtime(["--root", str(runtime.root), "run", "--bundle",
+                                   bundles.make(["true"]), runtime.new_id()], [YACR_SCRIPT])
+    assert rc == 0, err
     assert "_socket" in mods  # the report works: a built-in module yacr needs is in it
     # nothing of yacr goes through the import machinery, not even the bootstrap (the
     # launcher's script is its compiled code), but for what the bundle's own finder serves
@@ -126,12 +115,9 @@ def test_bundle_loads_c_extensions_from_their_files(runtime):
     """The C extensions the bundled modules import (_json, _ctypes) come from the files
     the bundle names, not from a search of the standard library; one that will not load
     is left to the module's own import statement."""
-    p = subprocess.run([sys.executable, "-IS", "-X", "importtime", YACR_SCRIPT, "--root",
-                        str(runtime.root), "list", "--format", "json"],
-                       capture_output=True, text=True, timeout=60)
-    assert p.returncode == 0 and p.stdout.strip() == "[]", p.stderr
-    mods = [ln.rsplit("|", 1)[1].strip() for ln in p.stderr.splitlines()
-            if ln.startswith("import time:") and "|" in ln]
+    rc, out, err, mods = importtime(["--root", str(runtime.root), "list", "--format", "json"],
+                                    [YACR_SCRIPT])
+    assert rc == 0 and out.strip() == "[]", err
     assert "fcntl" in mods and "_json" not in mods  # the report works; _json was loaded
     code = (f"import sys, _json; sys.path.insert(0, {SRC!r}); from yacr.boot import "
             "_load_extensions as load; sys.modules.pop('_json'); "

@@ -3,11 +3,7 @@ paid by every start). A careless `import json` or `import os` fails here."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import tempfile
-
-from conftest import YACR_SCRIPT
+from conftest import YACR_SCRIPT, importtime
 
 FORBIDDEN = {"os", "re", "json", "typing", "dataclasses", "logging", "pathlib", "subprocess",
              "enum", "socket", "argparse", "tempfile", "shutil", "ctypes", "_collections_abc",
@@ -19,18 +15,7 @@ FORBIDDEN = {"os", "re", "json", "typing", "dataclasses", "logging", "pathlib", 
 
 def imported(runtime, *args: str) -> set[str]:
     """Modules a yacr command imports, from the interpreter's own -X importtime report."""
-    cmd = [sys.executable, "-IS", "-X", "importtime", YACR_SCRIPT, "--root", str(runtime.root),
-           *args]
-    # a file, not a pipe: a created container's init keeps the runtime's stderr open
-    with tempfile.TemporaryFile() as err:
-        subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=err, timeout=60)
-        err.seek(0)
-        report = err.read().decode()
-    mods = set()
-    for line in report.splitlines():
-        if line.startswith("import time:") and "|" in line:
-            mods.add(line.rsplit("|", 1)[1].strip())
-    return mods
+    return set(importtime(["--root", str(runtime.root), *args], [YACR_SCRIPT])[3])
 
 
 def test_lifecycle_commands_import_nothing_heavy(runtime, bundles):
